@@ -1,11 +1,28 @@
 #include <cstdio>
 
 #include "launcher/cli.hpp"
+#include "launcher/commands.hpp"
+#include "launcher/config.hpp"
+#include "launcher/validate.hpp"
 
 int main(int argc, char** argv) {
   using namespace millrace::launcher;
   ParseOutcome parsed = parse_command_line(argc, argv);
   if (!parsed.invocation) return parsed.exit_code;
-  std::fprintf(stderr, "millrace: this subcommand is not implemented yet\n");
+  set_stage_validator(validate_builtin_stage);
+  const Invocation& inv = *parsed.invocation;
+  switch (inv.command) {
+    case Command::kCheck: return run_check(inv);
+    case Command::kRun: return run_pipeline(inv);
+    case Command::kStats: return run_stats(inv);
+    case Command::kKill:
+    case Command::kRestart:
+    case Command::kStop: return run_control(inv);
+    case Command::kLogs: return run_logs(inv);
+    case Command::kSet:
+    case Command::kManager:
+    case Command::kNone: break;
+  }
+  std::fprintf(stderr, "millrace: `set` and the manager are not implemented yet\n");
   return kExitRunFailed;
 }

@@ -95,12 +95,23 @@ void Supervisor::on_exit(pid_t pid, ExitStatus status) {
   const StageSpec& spec = stages_[w.key.stage];
   const Clock::time_point now = os_.now();
 
+  if (w.rewound) {
+    w.rewound = false;
+    w.phase = WorkerPhase::kBackoff;
+    w.next_start = now;
+    return;
+  }
   if (os_.finished(w.key) && status.clean()) {
     w.phase = WorkerPhase::kFinished;
     return;
   }
   if (w.restart_requested && !failure_) {
     w.restart_count++;
+    if (held_) {
+      w.phase = WorkerPhase::kBackoff;
+      w.next_start = now;
+      return;
+    }
     (void)spawn(w);
     return;
   }
@@ -142,7 +153,7 @@ void Supervisor::on_exit(pid_t pid, ExitStatus status) {
 }
 
 void Supervisor::schedule_restart(Worker& w, const std::string& /*how*/) {
-  const RestartPolicy& p = stages_[w.key.stage].policy;
+  const SupervisionPolicy& p = stages_[w.key.stage].policy;
   const Clock::time_point now = os_.now();
   // Full backoff plus up to 50% jitter, so workers that failed together do not restart in step.
   const auto base = w.next_backoff;
@@ -158,12 +169,12 @@ void Supervisor::tick() {
   const Clock::time_point now = os_.now();
   for (auto& stage : workers_) {
     for (auto& w : stage) {
-      if (w.phase == WorkerPhase::kBackoff && now >= w.next_start && !failure_) {
+      if (w.phase == WorkerPhase::kBackoff && now >= w.next_start && !failure_ && !held_) {
         w.restart_count++;
         (void)spawn(w);
         continue;
       }
-      const RestartPolicy& p = stages_[w.key.stage].policy;
+      const SupervisionPolicy& p = stages_[w.key.stage].policy;
       if (w.phase != WorkerPhase::kRunning || p.watchdog.count() == 0 || w.watchdog_fired) continue;
       // A worker gets one watchdog period from its start before it must have beaten.
       Clock::time_point last = w.started;
@@ -171,6 +182,22 @@ void Supervisor::tick() {
       if (now - last > p.watchdog) {
         w.watchdog_fired = true;
         (void)os_.signal(w.pid, SIGKILL);
+      }
+    }
+  }
+}
+
+void Supervisor::rewind() {
+  held_ = true;
+  const Clock::time_point now = os_.now();
+  for (auto& stage : workers_) {
+    for (auto& w : stage) {
+      if (w.phase == WorkerPhase::kRunning) {
+        w.rewound = true;
+        (void)os_.signal(w.pid, SIGKILL);
+      } else if (w.phase == WorkerPhase::kFinished || w.phase == WorkerPhase::kStopped) {
+        w.phase = WorkerPhase::kBackoff;
+        w.next_start = now;
       }
     }
   }

@@ -28,7 +28,7 @@ using std::chrono::milliseconds;
 
 enum class RestartKind { kAlways, kOnFailure, kNever };
 
-struct RestartPolicy {
+struct SupervisionPolicy {
   RestartKind kind = RestartKind::kOnFailure;
   int max_restarts = 5;
   milliseconds restart_window{60'000};
@@ -72,7 +72,7 @@ const char* to_string(WorkerPhase phase);
 struct StageSpec {
   std::string name;
   std::uint32_t workers = 1;
-  RestartPolicy policy;
+  SupervisionPolicy policy;
 };
 
 // Why the run must stop.
@@ -96,6 +96,12 @@ class Supervisor {
   Status request_restart(const WorkerKey& worker);
   // Draining: workers that exit cleanly from now on are not restarted.
   void set_draining(bool draining) { draining_ = draining; }
+  // Rewind: every worker starts over, without counting as a restart (the chain restarts from
+  // the store's position when a pipe link broke). Running workers are killed; nobody starts
+  // again until release_rewind().
+  void rewind();
+  void release_rewind() { held_ = false; }
+  [[nodiscard]] bool rewinding() const { return held_; }
 
   [[nodiscard]] const std::optional<RunFailure>& failure() const { return failure_; }
   // True when every worker finished its stream (or stopped cleanly while draining).
@@ -122,6 +128,7 @@ class Supervisor {
     std::optional<ExitStatus> last_exit;
     bool restart_requested = false;
     bool watchdog_fired = false;
+    bool rewound = false;
   };
 
   Worker* find(pid_t pid);
@@ -136,6 +143,7 @@ class Supervisor {
   std::vector<std::vector<Worker>> workers_;
   std::optional<RunFailure> failure_;
   bool draining_ = false;
+  bool held_ = false;
 };
 
 }  // namespace millrace::launcher

@@ -86,6 +86,7 @@ Result<Handover> handover_from_env() {
   h.stats_segment = *stats;
   h.manager_socket = env("MILLRACE_MANAGER", false).value();
   h.secret_path = env("MILLRACE_SECRET", false).value();
+  h.fingerprint = env("MILLRACE_FINGERPRINT", false).value();
   return h;
 }
 
@@ -103,6 +104,7 @@ std::vector<std::string> handover_to_env(const Handover& h) {
       "MILLRACE_SLOT=" + std::to_string(h.slot),
       "MILLRACE_MANAGER=" + h.manager_socket,
       "MILLRACE_SECRET=" + h.secret_path,
+      "MILLRACE_FINGERPRINT=" + h.fingerprint,
   };
 }
 

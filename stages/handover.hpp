@@ -17,6 +17,8 @@
 //   MILLRACE_SLOT      this worker's slot in the stats segment
 //   MILLRACE_MANAGER   path of the manager's socket (empty when the run has no manager)
 //   MILLRACE_SECRET    path of the file holding the run's manager secret (mode 0600)
+//   MILLRACE_FINGERPRINT  identity of the run's input and of the settings that change what is
+//                      stored; a sink refuses a destination that holds another run
 //
 // A link spec is `shm:NAME` (a ring segment) or `pipe:FD` (an inherited pipe end).
 //
@@ -57,6 +59,7 @@ struct Handover {
   std::uint32_t slot = 0;
   std::string manager_socket;
   std::string secret_path;
+  std::string fingerprint;
 };
 
 // Reads the hand-over from the environment; an Error names the missing or bad variable.

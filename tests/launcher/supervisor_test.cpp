@@ -222,3 +222,32 @@ TEST(Supervisor, SpawnFailureFailsTheRun) {
 
 }  // namespace
 }  // namespace millrace::launcher
+
+namespace millrace::launcher {
+namespace {
+
+TEST(Supervisor, RewindRestartsEveryWorkerTogetherWithoutCountingRestarts) {
+  FakeOs os;
+  Supervisor sup({stage("load", RestartKind::kOnFailure, 1), stage("store", RestartKind::kOnFailure, 1)}, os);
+  ASSERT_TRUE(sup.start_stage(0).ok());
+  ASSERT_TRUE(sup.start_stage(1).ok());
+  os.done[{0, 0}] = true;
+  sup.on_exit(*sup.pid_of({0, 0}), kClean);  // load finished its stream
+  ASSERT_EQ(sup.phase_of({0, 0}), WorkerPhase::kFinished);
+  pid_t store = *sup.pid_of({1, 0});
+  sup.rewind();
+  EXPECT_EQ(os.signals.back(), std::make_pair(store, SIGKILL));
+  sup.on_exit(store, kKilled);
+  sup.tick();
+  EXPECT_EQ(sup.phase_of({0, 0}), WorkerPhase::kBackoff) << "held until released";
+  EXPECT_EQ(sup.phase_of({1, 0}), WorkerPhase::kBackoff);
+  sup.release_rewind();
+  os.done.clear();
+  sup.tick();
+  EXPECT_EQ(sup.phase_of({0, 0}), WorkerPhase::kRunning);
+  EXPECT_EQ(sup.phase_of({1, 0}), WorkerPhase::kRunning);
+  EXPECT_FALSE(sup.failure().has_value());
+}
+
+}  // namespace
+}  // namespace millrace::launcher
