@@ -37,6 +37,7 @@ trap 'rm -rf "$work"' EXIT
 orders_csv=$work/orders.csv
 rejects_csv=$work/rejects.csv
 
+# shellcheck disable=SC2016 # the $ of the Miller program are Miller's, not the shell's
 mlr --icsv --ocsv --allow-ragged-csv-input --infer-none put -q \
   -s orders_csv="$orders_csv" -s rejects_csv="$rejects_csv" '
 begin {

@@ -367,8 +367,11 @@ Status PipeWriter::flush(std::optional<Clock::time_point> deadline) {
   stats_.bytes += pending_bytes_;
   pending_records_ = 0;
   pending_bytes_ = 0;
-  written_ = 0;
-  committed_ = 0;
+  if (reserved_size_ == 0) {
+    written_ = committed_ = 0;
+  } else {
+    written_ = committed_;  // an open reservation starts at committed_: leave it in place
+  }
   return ok_status();
 }
 

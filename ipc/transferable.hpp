@@ -1,5 +1,7 @@
 // Transferable: which types may cross a process boundary, decided at compile time.
 //
+// Who calls what: any code, in any process; everything here happens at compile time.
+//
 // A type is Transferable when cereal can serialise it and it holds nothing that only means
 // something inside one process. Python finds out at run time ("Can't pickle local object");
 // here the program does not compile, and the first error line says why:

@@ -119,6 +119,11 @@ Result<SinkProgress> SqliteSink::open_with_columns(const std::vector<std::string
     c.name = def.substr(0, space);
     const std::string type = space == std::string::npos ? "" : upper(trim(def.substr(space)));
     c.integer = type.find("INT") != std::string::npos;
+    // A key the table already keeps unique needs no index of ours.
+    if (c.name == options_.dedup_key &&
+        (type.find("PRIMARY KEY") != std::string::npos || type.find("UNIQUE") != std::string::npos)) {
+      key_is_unique_ = true;
+    }
     if (!valid_identifier(c.name)) {
       return sink_error(options_.where + ": '" + c.name + "' is not a column name");
     }
@@ -168,7 +173,13 @@ Result<SinkProgress> SqliteSink::open_with_columns(const std::vector<std::string
     return db_error("cannot open");
   }
   sqlite3_busy_timeout(db_, 5000);
-  if (auto st = exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"); !st) return st.error();
+  // WAL with synchronous=NORMAL: a commit survives any process kill (the fault model); only an
+  // OS crash can lose the last transactions, which the positions table then also loses.
+  if (auto st = exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+                     "PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=16384;");
+      !st) {
+    return st.error();
+  }
 
   // What is in the file already?
   auto table_exists = [&](const std::string& name) -> Result<bool> {
@@ -213,7 +224,7 @@ Result<SinkProgress> SqliteSink::open_with_columns(const std::vector<std::string
     std::string schema = "BEGIN;";
     schema += "CREATE TABLE " + options_.table + "(" + options_.columns + ");";
     schema += "CREATE TABLE " + options_.reject_table + "(record_no INTEGER PRIMARY KEY, reason TEXT);";
-    if (!options_.dedup_key.empty()) {
+    if (!options_.dedup_key.empty() && !key_is_unique_) {
       schema += "CREATE UNIQUE INDEX IF NOT EXISTS millrace_dedup_" + options_.table + " ON " +
                 options_.table + "(" + options_.dedup_key + ");";
     }

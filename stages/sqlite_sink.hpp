@@ -82,6 +82,7 @@ class SqliteSink final : public Sink {
   sqlite3_stmt* replace_row_ = nullptr;
   sqlite3_stmt* save_progress_ = nullptr;
   bool in_transaction_ = false;
+  bool key_is_unique_ = false;  // the table's own constraint keeps dedup_key unique
 
   SinkTotals totals_;
   std::int64_t pending_rows_ = 0;

@@ -147,6 +147,26 @@ TEST(PipeLink, CommitShrinksTheReservationAndANewReserveAbandonsTheOld) {
   EXPECT_FALSE(link.reader.try_peek().has_value());
 }
 
+TEST(PipeLink, PublishLeavesAnOpenReservationUsable) {
+  RawPipe p;
+  open_pipe(p, 0);
+  Link link = make_link(p, 16384);
+  auto first = link.writer.try_reserve(10);
+  fill_record(first, 0);
+  link.writer.commit(10);
+  auto open = link.writer.try_reserve(20);
+  ASSERT_FALSE(open.empty());
+  ASSERT_TRUE(link.writer.publish().ok());
+  fill_record(open, 1);
+  link.writer.commit(20);
+  ASSERT_TRUE(link.writer.publish().ok());
+  for (std::uint64_t i = 0; i < 2; ++i) {
+    auto rec = link.reader.peek_for(1s);
+    ASSERT_TRUE(rec.ok()) << rec.error().what();
+    EXPECT_TRUE(record_ok(*rec, i, i == 0 ? 10 : 20));
+  }
+}
+
 // A one-page pipe splits every batch into partial writes and every frame across reads.
 TEST(PipeLink, FramingSurvivesPartialWritesAndReadsThroughATinyPipe) {
   const std::uint64_t seed = test_seed();
