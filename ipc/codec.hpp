@@ -39,6 +39,8 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <map>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -169,7 +171,7 @@ class SpanOutputArchive
   }
 
   void saveBinary(const void* data, std::size_t size) {
-    if (size <= out_.size() && used_ <= out_.size() - size) {
+    if (size != 0 && size <= out_.size() && used_ <= out_.size() - size) {
       std::memcpy(out_.data() + used_, data, size);
     }
     used_ += size;
@@ -215,7 +217,7 @@ class SpanInputArchive
                               std::to_string(size) + "-byte field at payload offset " +
                               std::to_string(used_)};
     }
-    std::memcpy(data, in_.data() + used_, size);
+    if (size != 0) std::memcpy(data, in_.data() + used_, size);
     used_ += size;
   }
   [[nodiscard]] std::size_t remaining() const { return in_.size() - used_; }
@@ -313,6 +315,32 @@ void CEREAL_LOAD_FUNCTION_NAME(SpanInputArchive& ar, std::variant<Ts...>& varian
                             std::to_string(ar.offset() - sizeof index)};
   }
   load_variant(ar, variant, static_cast<std::size_t>(index), std::index_sequence_for<Ts...>{});
+}
+
+// cereal inserts each element before the previous one, which reverses equal keys: keep the
+// sender's order instead (same bytes).
+template <class K, class V, class C, class A>
+void CEREAL_LOAD_FUNCTION_NAME(SpanInputArchive& ar, std::multimap<K, V, C, A>& map) {
+  cereal::size_type size = 0;
+  ar(cereal::make_size_tag(size));
+  map.clear();
+  for (cereal::size_type i = 0; i < size; ++i) {
+    K key{};
+    V value{};
+    ar(key, value);
+    map.emplace_hint(map.end(), std::move(key), std::move(value));
+  }
+}
+template <class K, class C, class A>
+void CEREAL_LOAD_FUNCTION_NAME(SpanInputArchive& ar, std::multiset<K, C, A>& set) {
+  cereal::size_type size = 0;
+  ar(cereal::make_size_tag(size));
+  set.clear();
+  for (cereal::size_type i = 0; i < size; ++i) {
+    K key{};
+    ar(key);
+    set.emplace_hint(set.end(), std::move(key));
+  }
 }
 
 template <class T>

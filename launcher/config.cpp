@@ -724,6 +724,10 @@ LinkConfig read_link(const ReadSection& rs) {
   LinkConfig out;
   out.type = rs.as<std::string>("type") == "pipe" ? LinkConfig::kPipe : LinkConfig::kShm;
   out.capacity = rs.as<std::uint64_t>("capacity");
+  // Unset, a pipe gets the size every unprivileged process may give it.
+  if (rs.entry("capacity") == nullptr && out.type == LinkConfig::kPipe) {
+    out.capacity = LinkConfig::kDefaultPipeCapacity;
+  }
   return out;
 }
 

@@ -102,6 +102,9 @@ struct LinkConfig {
   Type type = kShm;
   std::uint64_t capacity = 4u << 20;  // ring bytes, or the pipe buffer size
 
+  // Pipes default to 1 MiB: /proc/sys/fs/pipe-max-size, the most an unprivileged process may
+  // ask for without changing the system.
+  static constexpr std::uint64_t kDefaultPipeCapacity = 1u << 20;
   friend bool operator==(const LinkConfig&, const LinkConfig&) = default;
 };
 

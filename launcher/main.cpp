@@ -19,8 +19,8 @@ int main(int argc, char** argv) {
     case Command::kRestart:
     case Command::kStop: return run_control(inv);
     case Command::kLogs: return run_logs(inv);
+    case Command::kManager: return run_manager(inv);
     case Command::kSet:
-    case Command::kManager:
     case Command::kNone: break;
   }
   std::fprintf(stderr, "millrace: `set` and the manager are not implemented yet\n");

@@ -9,6 +9,7 @@
 
 #include "stages/iso_time.hpp"
 #include "stages/numbers.hpp"
+#include "stages/text.hpp"
 
 namespace millrace::stages {
 namespace {
@@ -30,14 +31,6 @@ const std::vector<std::string>& op_names() {
   return kNames;
 }
 
-bool is_blank(char c) { return c == ' ' || c == '\t'; }
-
-std::string_view trim_view(std::string_view s) {
-  while (!s.empty() && is_blank(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_blank(s.back())) s.remove_suffix(1);
-  return s;
-}
-
 void trim_in_place(std::string& s) {
   std::size_t end = s.size();
   while (end > 0 && is_blank(s[end - 1])) --end;
@@ -46,19 +39,6 @@ void trim_in_place(std::string& s) {
   if (begin == 0 && end == s.size()) return;
   s.erase(end);
   s.erase(0, begin);
-}
-
-std::vector<std::string_view> split_words(std::string_view s) {
-  std::vector<std::string_view> words;
-  while (true) {
-    s = trim_view(s);
-    if (s.empty()) break;
-    std::size_t n = 0;
-    while (n < s.size() && !is_blank(s[n])) ++n;
-    words.push_back(s.substr(0, n));
-    s.remove_prefix(n);
-  }
-  return words;
 }
 
 bool valid_reason(std::string_view r) {
@@ -83,8 +63,8 @@ bool parse_range(std::string_view text, ParseBound parse_bound, std::optional<st
         "expected a range LO..HI (either side may be left out), got '" + std::string(text) + "'";
     return false;
   }
-  const std::string_view lo_text = trim_view(text.substr(0, dots));
-  const std::string_view hi_text = trim_view(text.substr(dots + 2));
+  const std::string_view lo_text = trim_blanks(text.substr(0, dots));
+  const std::string_view hi_text = trim_blanks(text.substr(dots + 2));
   if (!lo_text.empty()) {
     lo = parse_bound(lo_text, problem);
     if (!lo) return false;
@@ -183,14 +163,14 @@ Result<CleanRules> CleanRules::parse(const ConfigLine& trim, std::optional<Confi
 
   // trim
   rules.trim_.assign(columns.size(), false);
-  const std::string_view trim_text = trim_view(trim.text);
+  const std::string_view trim_text = trim_blanks(trim.text);
   if (trim_text == "all" || trim_text.empty()) {
     rules.trim_all_ = trim_text == "all";
   } else if (trim_text != "none") {
     std::string_view rest = trim_text;
     while (!rest.empty()) {
       const auto comma = rest.find(',');
-      const std::string_view name = trim_view(rest.substr(0, comma));
+      const std::string_view name = trim_blanks(rest.substr(0, comma));
       rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
       if (name.empty()) {
         return rules_error(RulesErrc::kSyntax, trim,
@@ -209,9 +189,9 @@ Result<CleanRules> CleanRules::parse(const ConfigLine& trim, std::optional<Confi
   if (fields_line) {
     const std::string_view text = fields_line->text;
     const auto arrow = text.rfind("->");
-    const std::string_view count_text = trim_view(text.substr(0, arrow));
+    const std::string_view count_text = trim_blanks(text.substr(0, arrow));
     const std::string_view reason =
-        arrow == std::string_view::npos ? std::string_view{} : trim_view(text.substr(arrow + 2));
+        arrow == std::string_view::npos ? std::string_view{} : trim_blanks(text.substr(arrow + 2));
     const auto count = parse_int64(count_text, false);
     if (arrow == std::string_view::npos || !count || !valid_reason(reason)) {
       return rules_error(RulesErrc::kSyntax, *fields_line,
@@ -237,11 +217,11 @@ Result<CleanRules> CleanRules::parse(const ConfigLine& trim, std::optional<Confi
           "expected 'FIELD : OP [ARGS], ... -> REASON', got '" + std::string(text) + "'");
     }
     Check check;
-    const std::string_view field = trim_view(text.substr(0, colon));
+    const std::string_view field = trim_blanks(text.substr(0, colon));
     const auto index = column_index(field);
     if (!index) return unknown_field(line, field);
     check.field = *index;
-    const std::string_view reason = trim_view(text.substr(arrow + 2));
+    const std::string_view reason = trim_blanks(text.substr(arrow + 2));
     if (!valid_reason(reason)) {
       return rules_error(RulesErrc::kSyntax, line,
                          "the reason after '->' must be one word of letters, digits, '_', '-' "
@@ -251,8 +231,8 @@ Result<CleanRules> CleanRules::parse(const ConfigLine& trim, std::optional<Confi
     check.reason = std::string(reason);
 
     std::string_view ops_text = text.substr(colon + 1, arrow - colon - 1);
-    while (!trim_view(ops_text).empty()) {
-      ops_text = trim_view(ops_text);
+    while (!trim_blanks(ops_text).empty()) {
+      ops_text = trim_blanks(ops_text);
       std::size_t name_len = 0;
       while (name_len < ops_text.size() && !is_blank(ops_text[name_len]) &&
              ops_text[name_len] != ',') {
@@ -261,11 +241,11 @@ Result<CleanRules> CleanRules::parse(const ConfigLine& trim, std::optional<Confi
       const std::string_view name = ops_text.substr(0, name_len);
       std::string_view args;
       if (name == "match") {
-        args = trim_view(ops_text.substr(name_len));
+        args = trim_blanks(ops_text.substr(name_len));
         ops_text = {};
       } else {
         const auto comma = ops_text.find(',');
-        args = trim_view(ops_text.substr(
+        args = trim_blanks(ops_text.substr(
             name_len, comma == std::string_view::npos ? std::string_view::npos : comma - name_len));
         ops_text =
             comma == std::string_view::npos ? std::string_view{} : ops_text.substr(comma + 1);

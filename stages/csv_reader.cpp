@@ -9,6 +9,8 @@
 #include <emmintrin.h>
 #endif
 
+#include "stages/text.hpp"
+
 namespace millrace::stages {
 namespace {
 
@@ -42,14 +44,6 @@ inline const char* find_special(const char* p, const char* e) {
   }
   return e;
 #endif
-}
-
-bool is_blank(char c) { return c == ' ' || c == '\t'; }
-
-std::string_view trim_blanks(std::string_view s) {
-  while (!s.empty() && is_blank(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_blank(s.back())) s.remove_suffix(1);
-  return s;
 }
 
 }  // namespace

@@ -440,9 +440,24 @@ int run_source(Source& source) {
   auto columns = source.open(w.context());
   if (!columns) return report_fatal(columns.error());
 
-  // Resume after what the store holds and what this source already forwarded.
-  const std::uint64_t first = std::max<std::uint64_t>(
-      1, w.stats().resume_seq.load(std::memory_order_acquire));
+  // The store says where to resume: wait until it has read its database.
+  ipc::StatsLayout& stats = w.stats();
+  while (stats.store_ready.load(std::memory_order_acquire) == 0) {
+    if (stop_requested()) return 0;
+    w.heartbeat(ipc::Activity::kBlockedOutput);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // polls another process's flag
+  }
+  if (stats.store_complete.load(std::memory_order_acquire) != 0) {
+    // Everything is stored already: only end of stream has to flow.
+    if (auto st = w.forward_end(stats.total.load(std::memory_order_relaxed), true); !st) {
+      return report_fatal(st.error());
+    }
+    w.mark_finished();
+    return 0;
+  }
+  // Resume after what the store holds; what this source already forwarded since is skipped.
+  const std::uint64_t first =
+      std::max<std::uint64_t>(1, stats.resume_seq.load(std::memory_order_acquire));
   if (auto st = source.seek(first); !st) return report_fatal(st.error());
 
   TokenBucket bucket;

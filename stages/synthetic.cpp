@@ -9,6 +9,7 @@
 
 #include "stages/iso_time.hpp"
 #include "stages/numbers.hpp"
+#include "stages/text.hpp"
 
 namespace millrace::stages {
 namespace {
@@ -67,32 +68,11 @@ const std::vector<std::string>& kind_names() {
   return kNames;
 }
 
-bool is_blank(char c) { return c == ' ' || c == '\t'; }
-
-std::string_view trim_view(std::string_view s) {
-  while (!s.empty() && is_blank(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_blank(s.back())) s.remove_suffix(1);
-  return s;
-}
-
-std::vector<std::string_view> split_words(std::string_view s) {
-  std::vector<std::string_view> words;
-  while (true) {
-    s = trim_view(s);
-    if (s.empty()) break;
-    std::size_t n = 0;
-    while (n < s.size() && !is_blank(s[n])) ++n;
-    words.push_back(s.substr(0, n));
-    s.remove_prefix(n);
-  }
-  return words;
-}
-
 bool split_range(std::string_view text, std::string_view& lo, std::string_view& hi) {
   const auto dots = text.find("..");
   if (dots == std::string_view::npos) return false;
-  lo = trim_view(text.substr(0, dots));
-  hi = trim_view(text.substr(dots + 2));
+  lo = trim_blanks(text.substr(0, dots));
+  hi = trim_blanks(text.substr(dots + 2));
   return !lo.empty() && !hi.empty();
 }
 
@@ -118,6 +98,12 @@ class Synthetic::Rng {
   std::size_t index(std::size_t n) { return static_cast<std::size_t>(below(n)); }
   // True with probability threshold / 2^32.
   bool chance(std::uint64_t threshold) { return (next() >> 32) < threshold; }
+  // Uniform in [lo, hi]; unsigned arithmetic, so any int64 range works.
+  std::int64_t in_range(std::int64_t lo, std::int64_t hi) {
+    const std::uint64_t span = static_cast<std::uint64_t>(hi) - static_cast<std::uint64_t>(lo) + 1;
+    const std::uint64_t offset = span == 0 ? next() : below(span);
+    return static_cast<std::int64_t>(static_cast<std::uint64_t>(lo) + offset);
+  }
   char digit() { return static_cast<char>('0' + below(10)); }
   char upper_letter() { return static_cast<char>('A' + below(26)); }
 
@@ -149,7 +135,7 @@ Result<Synthetic> Synthetic::parse(std::vector<ConfigLine> gen_lines, double dir
       return fail(SyntheticErrc::kSyntax,
                   "expected 'COLUMN : KIND [ARGS]', got '" + std::string(text) + "'");
     }
-    const std::string_view name = trim_view(text.substr(0, colon));
+    const std::string_view name = trim_blanks(text.substr(0, colon));
     const auto it = std::find(s.columns_.begin(), s.columns_.end(), name);
     if (it == s.columns_.end()) {
       return fail(SyntheticErrc::kUnknownColumn, "unknown column '" + std::string(name) + "'" +
@@ -165,12 +151,13 @@ Result<Synthetic> Synthetic::parse(std::vector<ConfigLine> gen_lines, double dir
 
     const std::vector<std::string_view> words = split_words(text.substr(colon + 1));
     const std::string_view kind = words.empty() ? std::string_view{} : words[0];
-    const std::string_view args =
-        words.empty() ? std::string_view{} : trim_view(text.substr(colon + 1)).substr(kind.size());
+    const std::string_view args = words.empty()
+                                      ? std::string_view{}
+                                      : trim_blanks(text.substr(colon + 1)).substr(kind.size());
     const auto usage = [&](const std::string& expected) {
-      return fail(SyntheticErrc::kBadArgument, "expected '" + expected + "', got '" +
-                                                   std::string(trim_view(text.substr(colon + 1))) +
-                                                   "'");
+      return fail(SyntheticErrc::kBadArgument,
+                  "expected '" + expected + "', got '" +
+                      std::string(trim_blanks(text.substr(colon + 1))) + "'");
     };
     Column& c = s.specs_[index];
     if (kind == "serial") {
@@ -222,7 +209,7 @@ Result<Synthetic> Synthetic::parse(std::vector<ConfigLine> gen_lines, double dir
       c.hi = *b;
     } else if (kind == "pattern") {
       c.kind = Kind::kPattern;
-      c.pattern = std::string(trim_view(args));
+      c.pattern = std::string(trim_blanks(args));
       if (c.pattern.empty()) return usage("pattern TEXT (# is a digit)");
     } else {
       return fail(SyntheticErrc::kUnknownKind, "unknown kind '" + std::string(kind) + "'" +
@@ -255,8 +242,7 @@ void Synthetic::generate_value(std::size_t column, std::uint64_t seq, Rng& rng,
       break;
     }
     case Kind::kTimestamp: {
-      const auto span = static_cast<std::uint64_t>(c.hi - c.lo) + 1;
-      append_iso_utc(out, c.lo + static_cast<std::int64_t>(rng.below(span)));
+      append_iso_utc(out, rng.in_range(c.lo, c.hi));
       break;
     }
     case Kind::kWord: {
@@ -274,15 +260,13 @@ void Synthetic::generate_value(std::size_t column, std::uint64_t seq, Rng& rng,
       out = c.choices[rng.index(c.choices.size())];
       break;
     case Kind::kDecimal: {
-      const auto span = static_cast<std::uint64_t>(c.hi - c.lo) + 1;
-      const std::int64_t v = c.lo + static_cast<std::int64_t>(rng.below(span));
+      const std::int64_t v = rng.in_range(c.lo, c.hi);
       const std::uint64_t r = rng.below(100);
       append_scaled(out, v, c.scale, r < 80 ? c.scale : r < 90 ? 1 : 0);
       break;
     }
     case Kind::kInt: {
-      const auto span = static_cast<std::uint64_t>(c.hi - c.lo) + 1;
-      append_int(out, c.lo + static_cast<std::int64_t>(span == 0 ? rng.next() : rng.below(span)));
+      append_int(out, rng.in_range(c.lo, c.hi));
       break;
     }
     case Kind::kPattern:

@@ -1,6 +1,7 @@
 #include "stages/transform_ops.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -10,6 +11,7 @@
 
 #include "stages/iso_time.hpp"
 #include "stages/numbers.hpp"
+#include "stages/text.hpp"
 
 namespace millrace::stages {
 namespace {
@@ -61,14 +63,6 @@ std::vector<std::string> function_names() {
   return names;
 }
 
-bool is_blank(char c) { return c == ' ' || c == '\t'; }
-
-std::string_view trim_view(std::string_view s) {
-  while (!s.empty() && is_blank(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_blank(s.back())) s.remove_suffix(1);
-  return s;
-}
-
 bool is_identifier(std::string_view s) {
   if (s.empty()) return false;
   const auto alpha = [](char c) {
@@ -79,10 +73,28 @@ bool is_identifier(std::string_view s) {
                      [&](char c) { return alpha(c) || (c >= '0' && c <= '9'); });
 }
 
-void set_int(std::string& field, std::int64_t v) {
-  field.clear();
-  append_int(field, v);
-}
+// Remembers up to 64 per-field values for the duration of one apply().
+class ValueCache {
+ public:
+  bool get(std::size_t field, std::int64_t& out) const {
+    if (field >= kSize || (known_ >> field & 1u) == 0) return false;
+    out = values_[field];
+    return true;
+  }
+  void set(std::size_t field, std::int64_t v) {
+    if (field >= kSize) return;
+    values_[field] = v;
+    known_ |= std::uint64_t{1} << field;
+  }
+  void forget(std::size_t field) {
+    if (field < kSize) known_ &= ~(std::uint64_t{1} << field);
+  }
+
+ private:
+  static constexpr std::size_t kSize = 64;
+  std::uint64_t known_ = 0;
+  std::array<std::int64_t, kSize> values_;  // valid where known_ has the bit
+};
 
 }  // namespace
 
@@ -96,7 +108,11 @@ struct Transform::Step {
   std::size_t out = 0;
   std::vector<Arg> args;
   int scale = 0;
-  std::map<std::string, std::string, std::less<>> table;
+  struct TableValue {
+    std::string text;
+    std::optional<std::int64_t> number;  // the text as an integer, when it is one
+  };
+  std::map<std::string, TableValue, std::less<>> table;
   std::vector<std::pair<std::int64_t, std::string>> buckets;  // descending thresholds
   std::string default_label;
   std::string text;  // the derive line, for error messages
@@ -123,9 +139,9 @@ Result<Transform> Transform::parse(std::vector<ConfigLine> derive_lines,
     };
     const std::string_view text = line.text;
     const auto eq = text.find('=');
-    const std::string_view name = trim_view(text.substr(0, eq));
+    const std::string_view name = trim_blanks(text.substr(0, eq));
     const std::string_view call =
-        eq == std::string_view::npos ? std::string_view{} : trim_view(text.substr(eq + 1));
+        eq == std::string_view::npos ? std::string_view{} : trim_blanks(text.substr(eq + 1));
     const auto open = call.find('(');
     if (eq == std::string_view::npos || !is_identifier(name) || open == std::string_view::npos ||
         call.back() != ')') {
@@ -133,7 +149,7 @@ Result<Transform> Transform::parse(std::vector<ConfigLine> derive_lines,
                   "expected 'NAME = FUNC(ARGS)' (e.g. 'amount_cents = scaled(amount, 2)'), got '" +
                       std::string(text) + "'");
     }
-    const std::string_view fn_name = trim_view(call.substr(0, open));
+    const std::string_view fn_name = trim_blanks(call.substr(0, open));
     const auto info = std::find_if(functions().begin(), functions().end(),
                                    [&](const FnInfo& f) { return f.name == fn_name; });
     if (info == functions().end()) {
@@ -144,12 +160,12 @@ Result<Transform> Transform::parse(std::vector<ConfigLine> derive_lines,
     }
 
     std::vector<std::string_view> args;
-    const std::string_view inside = trim_view(call.substr(open + 1, call.size() - open - 2));
+    const std::string_view inside = trim_blanks(call.substr(open + 1, call.size() - open - 2));
     if (!inside.empty()) {
       std::string_view rest = inside;
       for (;;) {
         const auto comma = rest.find(',');
-        args.push_back(trim_view(rest.substr(0, comma)));
+        args.push_back(trim_blanks(rest.substr(0, comma)));
         if (comma == std::string_view::npos) break;
         rest = rest.substr(comma + 1);
       }
@@ -242,7 +258,9 @@ Result<Transform> Transform::parse(std::vector<ConfigLine> derive_lines,
               "unknown table '" + std::string(args[1]) + "'" + did_you_mean(args[1], names) +
                   " (tables: " + (names.empty() ? std::string("none") : join_words(names)) + ")");
         }
-        step.table.insert(table->second.begin(), table->second.end());
+        for (const auto& [key, value] : table->second) {
+          step.table.emplace(key, Step::TableValue{value, parse_int64(value, true)});
+        }
         break;
       }
       case Fn::kAdd:
@@ -278,10 +296,10 @@ Result<Transform> Transform::parse(std::vector<ConfigLine> derive_lines,
           const auto colon = args[i].find(':');
           const auto threshold = colon == std::string_view::npos
                                      ? std::nullopt
-                                     : parse_int64(trim_view(args[i].substr(0, colon)), true);
+                                     : parse_int64(trim_blanks(args[i].substr(0, colon)), true);
           const std::string_view label = colon == std::string_view::npos
                                              ? std::string_view{}
-                                             : trim_view(args[i].substr(colon + 1));
+                                             : trim_blanks(args[i].substr(colon + 1));
           if (!threshold || label.empty()) {
             return usage("'" + std::string(args[i]) + "' is not THRESHOLD:LABEL");
           }
@@ -314,6 +332,10 @@ Status Transform::apply(std::uint64_t seq, std::vector<std::string>& fields) con
                  0};
   }
   fields.resize(output_columns_.size());
+  // Values this call already knows, so that a later step does not parse them back from text:
+  // integers it computed, and epoch seconds of time fields it parsed.
+  ValueCache ints;
+  ValueCache times;
 
   for (const Step& step : steps_) {
     const auto fail = [&](TransformErrc code, const std::string& what) {
@@ -326,39 +348,58 @@ Status Transform::apply(std::uint64_t seq, std::vector<std::string>& fields) con
       return fail(TransformErrc::kBadValue,
                   "field '" + output_columns_[index] + "' is '" + fields[index] + "': " + why);
     };
-    // The integer value of argument i; on failure `error` is set.
-    std::optional<Error> error;
-    const auto int_arg = [&](std::size_t i) -> std::int64_t {
+    // The integer value of argument i; false when the field holds no integer.
+    std::size_t bad = 0;
+    const auto int_arg = [&](std::size_t i, std::int64_t& v) -> bool {
       const Step::Arg& a = step.args[i];
-      if (!a.is_field) return a.literal;
-      const auto v = parse_int64(fields[a.field], true);
-      if (!v) {
-        error = bad_field(a.field, "not an integer that fits int64");
-        return 0;
+      if (!a.is_field) {
+        v = a.literal;
+        return true;
       }
-      return *v;
+      if (ints.get(a.field, v)) return true;
+      const auto parsed = parse_int64(fields[a.field], true);
+      if (!parsed) {
+        bad = a.field;
+        return false;
+      }
+      v = *parsed;
+      ints.set(a.field, v);
+      return true;
     };
-    // Epoch seconds of a timestamp field (ISO text or already epoch seconds).
-    const auto time_arg = [&]() -> std::int64_t {
-      const std::string& value = fields[step.args[0].field];
-      if (const auto t = parse_iso_utc_epoch(value)) return *t;
-      const auto v = parse_int64(value, true);
-      if (v && epoch_in_iso_range(*v)) return *v;
-      error = bad_field(step.args[0].field,
-                        "not a UTC time YYYY-MM-DDTHH:MM:SSZ (or epoch seconds in years 0..9999)");
-      return 0;
+    const auto not_int = [&] { return bad_field(bad, "not an integer that fits int64"); };
+    // Epoch seconds of the timestamp argument (ISO text or already epoch seconds).
+    const auto time_arg = [&](std::int64_t& t) -> bool {
+      const std::size_t in = step.args[0].field;
+      if (times.get(in, t)) return true;
+      const std::string& value = fields[in];
+      if (const auto iso = parse_iso_utc_epoch(value)) {
+        t = *iso;
+      } else if (const auto v = parse_int64(value, true); v && epoch_in_iso_range(*v)) {
+        t = *v;
+      } else {
+        return false;
+      }
+      times.set(in, t);
+      return true;
+    };
+    const auto not_time = [&] {
+      return bad_field(step.args[0].field,
+                       "not a UTC time YYYY-MM-DDTHH:MM:SSZ (or epoch seconds in years 0..9999)");
     };
 
     std::string& out = fields[step.out];
+    // Set when the step's result is an integer, to be remembered for later steps.
+    std::optional<std::int64_t> result;
     switch (step.fn) {
       case Fn::kSeq:
         if (seq > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
           return fail(TransformErrc::kOverflow, "the position does not fit int64");
         }
-        set_int(out, static_cast<std::int64_t>(seq));
+        result = static_cast<std::int64_t>(seq);
         break;
       case Fn::kCopy:
-        if (step.out != step.args[0].field) out = fields[step.args[0].field];
+        if (step.out == step.args[0].field) continue;
+        out = fields[step.args[0].field];
         break;
       case Fn::kScaled: {
         const std::size_t in = step.args[0].field;
@@ -373,10 +414,9 @@ Status Transform::apply(std::uint64_t seq, std::vector<std::string>& fields) con
           case DecimalParse::kOverflow:
             return fail(TransformErrc::kOverflow, "field '" + output_columns_[in] + "' is '" +
                                                       fields[in] +
-                                                      "': too large for int64 once "
-                                                      "scaled");
+                                                      "': too large for int64 once scaled");
         }
-        set_int(out, v);
+        result = v;
         break;
       }
       case Fn::kLookup: {
@@ -386,15 +426,18 @@ Status Transform::apply(std::uint64_t seq, std::vector<std::string>& fields) con
           return fail(TransformErrc::kMissingKey, "field '" + output_columns_[in] + "' is '" +
                                                       fields[in] + "', which the table lacks");
         }
-        out = it->second;
-        break;
+        out = it->second.text;
+        ints.forget(step.out);
+        times.forget(step.out);
+        if (it->second.number) ints.set(step.out, *it->second.number);
+        continue;
       }
       case Fn::kAdd:
       case Fn::kSub:
       case Fn::kMul: {
-        const std::int64_t a = int_arg(0);
-        const std::int64_t b = error ? 0 : int_arg(1);
-        if (error) return *error;
+        std::int64_t a = 0;
+        std::int64_t b = 0;
+        if (!int_arg(0, a) || !int_arg(1, b)) return not_int();
         std::int64_t r = 0;
         const bool overflow = step.fn == Fn::kAdd   ? __builtin_add_overflow(a, b, &r)
                               : step.fn == Fn::kSub ? __builtin_sub_overflow(a, b, &r)
@@ -403,14 +446,14 @@ Status Transform::apply(std::uint64_t seq, std::vector<std::string>& fields) con
           return fail(TransformErrc::kOverflow, std::to_string(a) + " and " + std::to_string(b) +
                                                     " give a result outside int64");
         }
-        set_int(out, r);
+        result = r;
         break;
       }
       case Fn::kMulDivRound: {
-        const std::int64_t a = int_arg(0);
-        const std::int64_t b = error ? 0 : int_arg(1);
-        const std::int64_t c = error ? 0 : int_arg(2);
-        if (error) return *error;
+        std::int64_t a = 0;
+        std::int64_t b = 0;
+        std::int64_t c = 0;
+        if (!int_arg(0, a) || !int_arg(1, b) || !int_arg(2, c)) return not_int();
         if (a < 0 || b < 0 || c <= 0) {
           return fail(TransformErrc::kBadValue, "needs A, B >= 0 and C > 0, got " +
                                                     std::to_string(a) + ", " + std::to_string(b) +
@@ -423,31 +466,31 @@ Status Transform::apply(std::uint64_t seq, std::vector<std::string>& fields) con
                                                     std::to_string(b) + " / " + std::to_string(c) +
                                                     " is outside int64");
         }
-        set_int(out, static_cast<std::int64_t>(q));
+        result = static_cast<std::int64_t>(q);
         break;
       }
       case Fn::kEpoch: {
-        const std::int64_t t = time_arg();
-        if (error) return *error;
-        set_int(out, t);
+        std::int64_t t = 0;
+        if (!time_arg(t)) return not_time();
+        result = t;
         break;
       }
       case Fn::kDate: {
-        const std::int64_t t = time_arg();
-        if (error) return *error;
+        std::int64_t t = 0;
+        if (!time_arg(t)) return not_time();
         out.clear();
         append_date(out, t);
         break;
       }
       case Fn::kHour: {
-        const std::int64_t t = time_arg();
-        if (error) return *error;
-        set_int(out, hour_of_epoch(t));
+        std::int64_t t = 0;
+        if (!time_arg(t)) return not_time();
+        result = hour_of_epoch(t);
         break;
       }
       case Fn::kBucket: {
-        const std::int64_t v = int_arg(0);
-        if (error) return *error;
+        std::int64_t v = 0;
+        if (!int_arg(0, v)) return not_int();
         const std::string* label = &step.default_label;
         for (const auto& [threshold, l] : step.buckets) {
           if (v >= threshold) {
@@ -458,6 +501,13 @@ Status Transform::apply(std::uint64_t seq, std::vector<std::string>& fields) con
         out = *label;
         break;
       }
+    }
+    ints.forget(step.out);
+    times.forget(step.out);
+    if (result) {
+      out.clear();
+      append_int(out, *result);
+      ints.set(step.out, *result);
     }
   }
   return ok_status();

@@ -151,10 +151,10 @@ TEST(Transferable, EveryAllowedKindCompilesAndRoundTrips) {
   e.tuple = {1, 2.5f, "t"};
   e.variant = std::string("v");
   e.map = {{"k", {1, 2}}};
-  e.multimap = {{1, 1}, {1, 2}};
+  e.multimap = {{1, 1}, {1, 2}, {1, 3}, {0, 9}};
   e.umap = {{"u", 1}};
   e.set = {3, 1};
-  e.multiset = {2, 2};
+  e.multiset = {2, 2, 1};
   e.uset = {"s"};
   e.bits.set(3);
   e.complex = {1.0, -1.0};
@@ -167,6 +167,31 @@ TEST(Transferable, EveryAllowedKindCompilesAndRoundTrips) {
   Everything back;
   const Status status = decode(std::span<const std::byte>(out).first(r.size), back);
   ASSERT_TRUE(status.ok()) << status.error().what();
+  EXPECT_EQ(back.flag, e.flag);
+  EXPECT_EQ(back.c, e.c);
+  EXPECT_EQ(back.i64, e.i64);
+  EXPECT_EQ(back.d, e.d);
+  EXPECT_EQ(back.color, e.color);
+  EXPECT_EQ(back.text, e.text);
+  EXPECT_EQ(back.arr, e.arr);
+  EXPECT_EQ(back.c_array[1], e.c_array[1]);
+  EXPECT_EQ(back.nodes, e.nodes);
+  EXPECT_EQ(back.deque, e.deque);
+  EXPECT_EQ(back.list, e.list);
+  EXPECT_EQ(back.output, e.output);
+  EXPECT_EQ(back.pair, e.pair);
+  EXPECT_EQ(back.tuple, e.tuple);
+  EXPECT_EQ(back.variant, e.variant);
+  EXPECT_EQ(back.map, e.map);
+  EXPECT_EQ(back.multimap, e.multimap);
+  EXPECT_EQ(back.umap, e.umap);
+  EXPECT_EQ(back.set, e.set);
+  EXPECT_EQ(back.multiset, e.multiset);
+  EXPECT_EQ(back.uset, e.uset);
+  EXPECT_EQ(back.bits, e.bits);
+  EXPECT_EQ(back.complex, e.complex);
+  EXPECT_EQ(back.duration, e.duration);
+  EXPECT_EQ(back.when, e.when);
   EXPECT_EQ(back, e);
 }
 
