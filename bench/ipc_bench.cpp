@@ -2,7 +2,9 @@
 // the pipe link and Boost.Interprocess message_queue, on the machine it runs on.
 //
 //   ipc_bench [--seconds S] [--quick] [--runs K] [--json] [--ring-bytes N] [--pipe-bytes N]
-//             [--rate R] [--idle-seconds S] [--read-all]
+//             [--rate R] [--idle-seconds S] [--batch N] [--read-all]
+//             [--cases throughput|latency|idle ...] [--transport ring|pipe|message_queue ...]
+//             [--size BYTES ...]
 //
 // Every case forks: the child is the producer, the parent the consumer. The consumer checks
 // every record (its sequence number, and check words written at its middle and its end) and
@@ -116,6 +118,47 @@ std::uint64_t cpu_ns() {
   };
   return ns(ru.ru_utime) + ns(ru.ru_stime);
 }
+
+// Time this process was runnable but waited for a CPU (the second field of
+// /proc/self/schedstat): on a shared machine, the time other processes took from it.
+std::uint64_t runqueue_ns() {
+  std::FILE* f = std::fopen("/proc/self/schedstat", "r");
+  if (f == nullptr) return 0;
+  unsigned long long run = 0;
+  unsigned long long wait = 0;
+  const int n = std::fscanf(f, "%llu %llu", &run, &wait);
+  std::fclose(f);
+  return n == 2 ? wait : 0;
+}
+
+// What one process did during a measured interval.
+struct Usage {
+  std::uint64_t wall_ns = 0;
+  std::uint64_t cpu_ns = 0;
+  std::uint64_t runqueue_ns = 0;
+  std::uint64_t link_wait_ns = 0;  // waiting on the link: for space (producer), data (consumer)
+};
+
+// Starts measuring at construction; finish() gives the Usage since then.
+class UsageMeter {
+ public:
+  explicit UsageMeter(std::uint64_t link_wait_ns = 0)
+      : wall_(mono_ns()), cpu_(cpu_ns()), runq_(runqueue_ns()), link_wait_(link_wait_ns) {}
+  [[nodiscard]] Usage finish(std::uint64_t link_wait_ns = 0) const {
+    Usage u;
+    u.wall_ns = mono_ns() - wall_;
+    u.cpu_ns = cpu_ns() - cpu_;
+    u.runqueue_ns = runqueue_ns() - runq_;
+    u.link_wait_ns = link_wait_ns - link_wait_;
+    return u;
+  }
+
+ private:
+  std::uint64_t wall_;
+  std::uint64_t cpu_;
+  std::uint64_t runq_;
+  std::uint64_t link_wait_;
+};
 
 // --- Shared-memory names: removed even when a case fails or the run is interrupted --------------
 
@@ -349,10 +392,9 @@ struct ChildMessage {
   enum Kind : std::uint32_t { kReady = 1, kDone = 2, kFailed = 3 };
   Kind kind = kReady;
   std::uint32_t reserved = 0;
-  std::uint64_t sent = 0;     // kDone: records sent
-  std::uint64_t cpu_ns = 0;   // kDone: CPU the producer used while measured
-  std::uint64_t wall_ns = 0;  // kDone: how long it was measured
-  char text[480] = {};        // kFailed: why
+  std::uint64_t sent = 0;  // kDone: records sent
+  Usage usage;             // kDone: the producer's usage while measured
+  char text[448] = {};     // kFailed: why
 };
 static_assert(sizeof(ChildMessage) <= PIPE_BUF, "child messages must be written atomically");
 
@@ -366,12 +408,11 @@ class ChildSide {
   ChildSide(int report_fd, int control_fd) : report_fd_(report_fd), control_fd_(control_fd) {}
 
   Status ready() { return send(ChildMessage{}); }
-  Status done(std::uint64_t sent, std::uint64_t cpu, std::uint64_t wall) {
+  Status done(std::uint64_t sent, const Usage& usage) {
     ChildMessage m;
     m.kind = ChildMessage::kDone;
     m.sent = sent;
-    m.cpu_ns = cpu;
-    m.wall_ns = wall;
+    m.usage = usage;
     return send(m);
   }
   void fail(std::string_view why) {
@@ -554,13 +595,25 @@ struct Options {
   std::size_t ring_bytes = std::size_t{4} << 20;  // the default link capacity (configs/orders.ini)
   std::size_t pipe_bytes = std::size_t{1} << 20;  // the default unprivileged pipe-max-size
   std::size_t mq_max_depth = 1024;
+  std::size_t batch = kMaxBatchRecords;  // records per publish / release, at most
   double rate = 10000;         // latency: records per second
+  // Which cases run (all by default): kinds, transports, throughput record sizes.
+  std::vector<std::string> kinds = {"throughput", "latency", "idle"};
+  std::vector<std::string> transports = {"ring", "pipe", "message_queue"};
+  std::vector<std::size_t> sizes = {std::begin(kRecordSizes), std::end(kRecordSizes)};
+
+  [[nodiscard]] bool wants(std::string_view kind) const {
+    return std::find(kinds.begin(), kinds.end(), kind) != kinds.end();
+  }
+  [[nodiscard]] bool wants_transport(std::string_view transport) const {
+    return std::find(transports.begin(), transports.end(), transport) != transports.end();
+  }
 };
 
-// Records per publish (and per release): the runtime's batch, at most a quarter of the link.
-std::size_t batch_records(std::size_t link_bytes, std::size_t record_bytes) {
+// Records per publish (and per release): the batch option, at most a quarter of the link.
+std::size_t batch_records(const Options& o, std::size_t link_bytes, std::size_t record_bytes) {
   const std::size_t frame = record_bytes + 16;
-  return std::clamp<std::size_t>(link_bytes / 4 / frame, 1, kMaxBatchRecords);
+  return std::clamp<std::size_t>(link_bytes / 4 / frame, 1, o.batch);
 }
 
 // --- Transports ---------------------------------------------------------------------------------
@@ -659,20 +712,18 @@ class MqWriter {
   }
   void commit(std::size_t used) { queue_.send(buffer_.data(), used, 0); }
   Status publish() { return ok_status(); }
+  [[nodiscard]] ipc::LinkStats stats() const { return {}; }  // the queue keeps none
 
   // For the idle case: fills the queue, then waits for space until `timeout` passes.
-  Status fill_then_wait(std::size_t size, std::chrono::nanoseconds timeout,
-                        std::uint64_t* wait_cpu_ns, std::uint64_t* wait_ns) {
+  Status fill_then_wait(std::size_t size, std::chrono::nanoseconds timeout, Usage* usage) {
     while (queue_.try_send(buffer_.data(), size, 0)) {
     }
-    const std::uint64_t cpu0 = cpu_ns();
-    const std::uint64_t t0 = mono_ns();
+    const UsageMeter meter;
     const bool sent = queue_.timed_send(
         buffer_.data(), size, 0,
         std::chrono::system_clock::now() +
             std::chrono::duration_cast<std::chrono::system_clock::duration>(timeout));
-    *wait_cpu_ns = cpu_ns() - cpu0;
-    *wait_ns = mono_ns() - t0;
+    *usage = meter.finish();
     if (sent) return bench_error("message_queue: a full queue took a message while idle");
     return ok_status();
   }
@@ -704,6 +755,7 @@ class MqReader {
     return std::span<const std::byte>(buffer_.data(), got);
   }
   Status release() { return ok_status(); }
+  [[nodiscard]] ipc::LinkStats stats() const { return {}; }
 
  private:
   bip::message_queue& queue_;
@@ -882,7 +934,7 @@ Status consume_latency(Reader& r, Verifier& v, std::vector<std::uint64_t>& laten
 // Idle, full link: fills it, then waits for space until `timeout`; reports the wait's CPU.
 template <typename Writer>
 Status fill_then_wait(Writer& w, std::size_t size, std::chrono::nanoseconds timeout,
-                      std::uint64_t* wait_cpu_ns, std::uint64_t* wait_ns) {
+                      Usage* usage) {
   const std::vector<std::byte> filler = make_filler(size);
   std::uint64_t seq = 0;
   // Full means: no room in the link, nor in the writer's own buffer (a pipe writer batches
@@ -900,19 +952,17 @@ Status fill_then_wait(Writer& w, std::size_t size, std::chrono::nanoseconds time
     write_record(more->data(), size, seq++, filler.data());
     w.commit(size);
   }
-  const std::uint64_t cpu0 = cpu_ns();
-  const std::uint64_t t0 = mono_ns();
+  const UsageMeter meter;
   auto waited = w.reserve_for(size, timeout);  // publishes what is committed, then waits
-  *wait_cpu_ns = cpu_ns() - cpu0;
-  *wait_ns = mono_ns() - t0;
+  *usage = meter.finish();
   if (waited) return bench_error("a full link found space while its consumer was idle");
   if (!is_timeout(waited.error())) return waited.error();
   return ok_status();
 }
 
 Status fill_then_wait(MqWriter& w, std::size_t size, std::chrono::nanoseconds timeout,
-                      std::uint64_t* wait_cpu_ns, std::uint64_t* wait_ns) {
-  return w.fill_then_wait(size, timeout, wait_cpu_ns, wait_ns);
+                      Usage* usage) {
+  return w.fill_then_wait(size, timeout, usage);
 }
 
 // --- Cases --------------------------------------------------------------------------------------
@@ -928,8 +978,16 @@ struct Row {
   double bytes_per_s = 0;
   double seconds = 0;
   double records = 0;               // records delivered and checked
-  double producer_cpu_percent = 0;  // of one core
+  double producer_cpu_ns_per_record = 0;
+  double consumer_cpu_ns_per_record = 0;
+  // Of the measured wall time (throughput) or of one core (idle): on a CPU, waiting on the
+  // link (for space / for data), runnable but waiting for a CPU that others held.
+  double producer_cpu_percent = 0;
   double consumer_cpu_percent = 0;
+  double producer_link_wait_percent = 0;
+  double consumer_link_wait_percent = 0;
+  double producer_runqueue_percent = 0;
+  double consumer_runqueue_percent = 0;
   double p50_ns = 0;                // latency
   double p99_ns = 0;
   double samples = 0;
@@ -946,8 +1004,17 @@ Row new_row(std::string_view kind, std::string_view transport, std::size_t recor
   return row;
 }
 
-double percent(std::uint64_t cpu, std::uint64_t wall) {
-  return wall == 0 ? 0.0 : 100.0 * static_cast<double>(cpu) / static_cast<double>(wall);
+double percent(std::uint64_t part, std::uint64_t whole) {
+  return whole == 0 ? 0.0 : 100.0 * static_cast<double>(part) / static_cast<double>(whole);
+}
+
+void set_usage(Row& row, const Usage& producer, const Usage& consumer) {
+  row.producer_cpu_percent = percent(producer.cpu_ns, producer.wall_ns);
+  row.consumer_cpu_percent = percent(consumer.cpu_ns, consumer.wall_ns);
+  row.producer_link_wait_percent = percent(producer.link_wait_ns, producer.wall_ns);
+  row.consumer_link_wait_percent = percent(consumer.link_wait_ns, consumer.wall_ns);
+  row.producer_runqueue_percent = percent(producer.runqueue_ns, producer.wall_ns);
+  row.consumer_runqueue_percent = percent(consumer.runqueue_ns, consumer.wall_ns);
 }
 
 // Runs the consumer body in this process and the producer body in a forked child; on failure,
@@ -983,11 +1050,10 @@ Row throughput_case(const Options& o, std::size_t size) {
     row.error = kit.error().message;
     return row;
   }
-  const std::size_t batch = batch_records(kit->link_bytes(), size);
+  const std::size_t batch = batch_records(o, kit->link_bytes(), size);
   const auto run_for = std::chrono::nanoseconds(static_cast<std::int64_t>(o.seconds * 1e9));
   Verifier verifier(size, o.read_all);
-  std::uint64_t wall = 0;
-  std::uint64_t consumer_cpu = 0;
+  Usage consumer;
   ChildMessage report;
 
   Status st = run_pair(
@@ -995,20 +1061,17 @@ Row throughput_case(const Options& o, std::size_t size) {
       [&](auto& w, ChildSide& side) -> Status {
         if (auto s = side.ready(); !s) return s;
         if (auto s = side.await(kGo); !s) return s;
-        const std::uint64_t cpu0 = cpu_ns();
-        const std::uint64_t t0 = mono_ns();
+        const UsageMeter meter(w.stats().producer_blocked_ns);
         std::uint64_t sent = 0;
         if (auto s = produce_flat_out(w, size, batch, run_for, &sent); !s) return s;
-        return side.done(sent, cpu_ns() - cpu0, mono_ns() - t0);
+        return side.done(sent, meter.finish(w.stats().producer_blocked_ns));
       },
       [&](auto& r, Child& child) -> Status {
         if (auto m = expect(child, ChildMessage::kReady, kHandshake); !m) return m.error();
-        const std::uint64_t cpu0 = cpu_ns();
-        const std::uint64_t t0 = mono_ns();
+        const UsageMeter meter(r.stats().consumer_waiting_ns);
         if (auto s = child.send(kGo); !s) return s;
         if (auto s = consume_all(r, verifier, batch); !s) return s;
-        wall = mono_ns() - t0;
-        consumer_cpu = cpu_ns() - cpu0;
+        consumer = meter.finish(r.stats().consumer_waiting_ns);
         auto m = expect(child, ChildMessage::kDone, kHandshake);
         if (!m) return m.error();
         report = *m;
@@ -1023,13 +1086,14 @@ Row throughput_case(const Options& o, std::size_t size) {
     row.error = st.error().message;
     return row;
   }
-  const double secs = static_cast<double>(wall) / 1e9;
+  const double secs = static_cast<double>(consumer.wall_ns) / 1e9;
   row.seconds = secs;
   row.records = static_cast<double>(verifier.received());
   row.records_per_s = row.records / secs;
   row.bytes_per_s = row.records_per_s * static_cast<double>(size);
-  row.producer_cpu_percent = percent(report.cpu_ns, report.wall_ns);
-  row.consumer_cpu_percent = percent(consumer_cpu, wall);
+  set_usage(row, report.usage, consumer);
+  row.producer_cpu_ns_per_record = static_cast<double>(report.usage.cpu_ns) / row.records;
+  row.consumer_cpu_ns_per_record = static_cast<double>(consumer.cpu_ns) / row.records;
   g_read_all_sink = verifier.sink();
   return row;
 }
@@ -1055,7 +1119,7 @@ Row latency_case(const Options& o) {
         if (auto s = side.ready(); !s) return s;
         if (auto s = side.await(kGo); !s) return s;
         if (auto s = produce_paced(w, size, o.rate, count); !s) return s;
-        return side.done(count, 0, 0);
+        return side.done(count, Usage{});
       },
       [&](auto& r, Child& child) -> Status {
         if (auto m = expect(child, ChildMessage::kReady, kHandshake); !m) return m.error();
@@ -1101,8 +1165,7 @@ Row idle_case(const Options& o, std::string_view waiting) {
   const auto idle = std::chrono::nanoseconds(static_cast<std::int64_t>(o.idle_seconds * 1e9));
   const auto idle_ms = std::chrono::duration_cast<std::chrono::milliseconds>(idle);
   const bool consumer_waits = waiting == "consumer";
-  std::uint64_t consumer_cpu = 0;
-  std::uint64_t wall = 0;
+  Usage consumer;
   ChildMessage report;
 
   Status st = run_pair(
@@ -1110,26 +1173,23 @@ Row idle_case(const Options& o, std::string_view waiting) {
       [&](auto& w, ChildSide& side) -> Status {
         if (auto s = side.ready(); !s) return s;
         if (auto s = side.await(kGo); !s) return s;
+        Usage usage;
         if (consumer_waits) {
-          const std::uint64_t cpu0 = cpu_ns();
-          const std::uint64_t t0 = mono_ns();
+          const UsageMeter meter;
           if (auto s = side.await(kStop); !s) return s;
-          return side.done(0, cpu_ns() - cpu0, mono_ns() - t0);
+          usage = meter.finish();
+        } else if (auto s = fill_then_wait(w, size, idle, &usage); !s) {
+          return s;
         }
-        std::uint64_t cpu = 0;
-        std::uint64_t waited = 0;
-        if (auto s = fill_then_wait(w, size, idle, &cpu, &waited); !s) return s;
-        return side.done(0, cpu, waited);
+        return side.done(0, usage);
       },
       [&](auto& r, Child& child) -> Status {
         if (auto m = expect(child, ChildMessage::kReady, kHandshake); !m) return m.error();
-        const std::uint64_t cpu0 = cpu_ns();
-        const std::uint64_t t0 = mono_ns();
+        const UsageMeter meter;
         if (auto s = child.send(kGo); !s) return s;
         if (consumer_waits) {
           auto record = r.peek_for(idle);
-          wall = mono_ns() - t0;
-          consumer_cpu = cpu_ns() - cpu0;
+          consumer = meter.finish();
           if (record) return bench_error("a record arrived on an idle link");
           if (!is_timeout(record.error())) return record.error();
           if (auto s = child.send(kStop); !s) return s;
@@ -1139,8 +1199,7 @@ Row idle_case(const Options& o, std::string_view waiting) {
           return ok_status();
         }
         auto m = expect(child, ChildMessage::kDone, idle_ms + kHandshake);
-        wall = mono_ns() - t0;
-        consumer_cpu = cpu_ns() - cpu0;
+        consumer = meter.finish();
         if (!m) return m.error();
         report = *m;
         return ok_status();
@@ -1149,10 +1208,10 @@ Row idle_case(const Options& o, std::string_view waiting) {
     row.error = st.error().message;
     return row;
   }
-  const std::uint64_t window = consumer_waits ? wall : report.wall_ns;
-  row.seconds = static_cast<double>(window) / 1e9;
-  row.producer_cpu_percent = percent(report.cpu_ns, window);
-  row.consumer_cpu_percent = percent(consumer_cpu, wall);
+  // The waiting side's own interval is the idle period; the other side's is a little longer
+  // (it includes the hand-shakes), which only overstates its share.
+  row.seconds = static_cast<double>(consumer_waits ? consumer.wall_ns : report.usage.wall_ns) / 1e9;
+  set_usage(row, report.usage, consumer);
   row.cpu_percent = row.producer_cpu_percent + row.consumer_cpu_percent;
   return row;
 }
@@ -1173,8 +1232,11 @@ Row median(std::vector<Row> runs) {
     out.*field = n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
   };
   for (auto field : {&Row::records_per_s, &Row::bytes_per_s, &Row::seconds, &Row::records,
-                     &Row::producer_cpu_percent, &Row::consumer_cpu_percent, &Row::p50_ns,
-                     &Row::p99_ns, &Row::samples, &Row::cpu_percent}) {
+                     &Row::producer_cpu_percent, &Row::consumer_cpu_percent,
+                     &Row::producer_link_wait_percent, &Row::consumer_link_wait_percent,
+                     &Row::producer_runqueue_percent, &Row::consumer_runqueue_percent,
+                     &Row::producer_cpu_ns_per_record, &Row::consumer_cpu_ns_per_record,
+                     &Row::p50_ns, &Row::p99_ns, &Row::samples, &Row::cpu_percent}) {
     med(field);
   }
   return out;
@@ -1232,6 +1294,12 @@ nlohmann::json to_json(const Row& r, int runs) {
     j["records"] = std::llround(r.records);
     j["producer_cpu_percent"] = pct(r.producer_cpu_percent);
     j["consumer_cpu_percent"] = pct(r.consumer_cpu_percent);
+    j["producer_link_wait_percent"] = pct(r.producer_link_wait_percent);
+    j["consumer_link_wait_percent"] = pct(r.consumer_link_wait_percent);
+    j["producer_runqueue_percent"] = pct(r.producer_runqueue_percent);
+    j["consumer_runqueue_percent"] = pct(r.consumer_runqueue_percent);
+    j["producer_cpu_ns_per_record"] = pct(r.producer_cpu_ns_per_record);
+    j["consumer_cpu_ns_per_record"] = pct(r.consumer_cpu_ns_per_record);
   } else if (r.kind == "latency") {
     j["p50_ns"] = std::llround(r.p50_ns);
     j["p99_ns"] = std::llround(r.p99_ns);
@@ -1255,10 +1323,10 @@ class Printer {
         "ipc_bench: producer (child) and consumer (parent) in two processes; %.2g s per case; "
         "median of %d run%s\n"
         "ring %s, pipe %s, message_queue of up to %zu messages; publish and release every "
-        "%zu records or quarter link\n"
+        "%zu records, or a quarter of the link\n"
         "the consumer checks every record's seq and check words%s\n",
         o_.seconds, o_.runs, o_.runs == 1 ? "" : "s", size_text(o_.ring_bytes).c_str(),
-        size_text(o_.pipe_bytes).c_str(), o_.mq_max_depth, kMaxBatchRecords,
+        size_text(o_.pipe_bytes).c_str(), o_.mq_max_depth, o_.batch,
         o_.read_all ? ", and reads every byte" : "");
   }
 
@@ -1274,10 +1342,12 @@ class Printer {
       std::printf("  %-14s %8s   FAILED: %s\n", r.transport.c_str(), size_text(r.record_bytes).c_str(),
                   r.error.c_str());
     } else if (r.kind == "throughput") {
-      std::printf("  %-14s %8s %14s %14s      %3.0f%% / %3.0f%%\n", r.transport.c_str(),
-                  size_text(r.record_bytes).c_str(), si(r.records_per_s, "rec/s").c_str(),
-                  si(r.bytes_per_s, "B/s").c_str(), r.producer_cpu_percent,
-                  r.consumer_cpu_percent);
+      std::printf("  %-14s %8s %14s %12s   %3.0f%% %3.0f%% %3.0f%%   %3.0f%% %3.0f%% %3.0f%%\n",
+                  r.transport.c_str(), size_text(r.record_bytes).c_str(),
+                  si(r.records_per_s, "rec/s").c_str(), si(r.bytes_per_s, "B/s").c_str(),
+                  r.producer_cpu_percent, r.producer_link_wait_percent,
+                  r.producer_runqueue_percent, r.consumer_cpu_percent,
+                  r.consumer_link_wait_percent, r.consumer_runqueue_percent);
     } else if (r.kind == "latency") {
       std::printf("  %-14s %8s %12s %12s %9.0f\n", r.transport.c_str(),
                   size_text(r.record_bytes).c_str(), duration_text(r.p50_ns).c_str(),
@@ -1353,7 +1423,8 @@ class Printer {
 };
 
 template <typename Case>
-Row repeat(const Options& o, Case&& run_once) {
+std::optional<Row> repeat(const Options& o, std::string_view transport, Case&& run_once) {
+  if (!o.wants_transport(transport)) return std::nullopt;
   std::vector<Row> runs;
   for (int i = 0; i < o.runs; ++i) {
     runs.push_back(run_once());
@@ -1366,32 +1437,41 @@ int run(const Options& o) {
   Printer out(o);
   out.header();
   bool failed = false;
-  auto emit = [&](const Row& r) {
-    failed = failed || !r.error.empty();
-    out.row(r);
+  auto emit = [&](const std::optional<Row>& r) {
+    if (!r) return;
+    failed = failed || !r->error.empty();
+    out.row(*r);
   };
 
-  out.section("throughput        record      records/s        bytes/s   cpu producer / consumer");
-  for (std::size_t size : kRecordSizes) {
-    emit(repeat(o, [&] { return throughput_case<RingKit>(o, size); }));
-    emit(repeat(o, [&] { return throughput_case<PipeKit>(o, size); }));
-    emit(repeat(o, [&] { return throughput_case<MqKit>(o, size); }));
+  if (o.wants("throughput")) {
+    out.section(
+        "throughput        record      records/s      bytes/s   producer: cpu wait runq   "
+        "consumer: cpu wait runq");
+    for (std::size_t size : o.sizes) {
+      emit(repeat(o, "ring", [&] { return throughput_case<RingKit>(o, size); }));
+      emit(repeat(o, "pipe", [&] { return throughput_case<PipeKit>(o, size); }));
+      emit(repeat(o, "message_queue", [&] { return throughput_case<MqKit>(o, size); }));
+    }
   }
 
-  char title[160];
-  std::snprintf(title, sizeof title,
-                "one-way latency at %.0f records/s   record          p50          p99   samples",
-                o.rate);
-  out.section(title);
-  emit(repeat(o, [&] { return latency_case<RingKit>(o); }));
-  emit(repeat(o, [&] { return latency_case<PipeKit>(o); }));
-  emit(repeat(o, [&] { return latency_case<MqKit>(o); }));
+  if (o.wants("latency")) {
+    char title[160];
+    std::snprintf(title, sizeof title,
+                  "one-way latency at %.0f records/s   record          p50          p99   samples",
+                  o.rate);
+    out.section(title);
+    emit(repeat(o, "ring", [&] { return latency_case<RingKit>(o); }));
+    emit(repeat(o, "pipe", [&] { return latency_case<PipeKit>(o); }));
+    emit(repeat(o, "message_queue", [&] { return latency_case<MqKit>(o); }));
+  }
 
-  out.section("idle link: CPU of both processes while one waits on the link");
-  for (std::string_view waiting : {"consumer", "producer"}) {
-    emit(repeat(o, [&] { return idle_case<RingKit>(o, waiting); }));
-    emit(repeat(o, [&] { return idle_case<PipeKit>(o, waiting); }));
-    emit(repeat(o, [&] { return idle_case<MqKit>(o, waiting); }));
+  if (o.wants("idle")) {
+    out.section("idle link: CPU of both processes while one waits on the link");
+    for (std::string_view waiting : {"consumer", "producer"}) {
+      emit(repeat(o, "ring", [&] { return idle_case<RingKit>(o, waiting); }));
+      emit(repeat(o, "pipe", [&] { return idle_case<PipeKit>(o, waiting); }));
+      emit(repeat(o, "message_queue", [&] { return idle_case<MqKit>(o, waiting); }));
+    }
   }
 
   out.summary();
@@ -1421,6 +1501,17 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1.0, 1e6));
   app.add_option("--idle-seconds", o.idle_seconds, "seconds per idle case (default 2)")
       ->check(CLI::PositiveNumber);
+  app.add_option("--batch", o.batch,
+                 "records per publish and per release, at most (default 512, the stage "
+                 "runtime's batch)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20));
+  app.add_option("--cases", o.kinds, "which kinds of case run (default all)")
+      ->check(CLI::IsMember({"throughput", "latency", "idle"}));
+  app.add_option("--transport", o.transports, "which transports run (default all)")
+      ->check(CLI::IsMember({"ring", "pipe", "message_queue"}));
+  app.add_option("--size", o.sizes,
+                 "throughput record sizes in bytes, 16..65536 (default 16 100 1024 65536)")
+      ->check(CLI::Range(std::size_t{16}, std::size_t{65536}));
   app.add_flag("--read-all", o.read_all,
                "the consumer reads every byte of every record, not only the checked words");
   try {

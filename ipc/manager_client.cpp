@@ -236,7 +236,9 @@ struct ManagerClient::Impl {
       std::lock_guard lock(mutex);
       ++open_lanes;
     }
-    Attempt timeout = set_timeout(lane, SO_SNDTIMEO, left_until(deadline));
+    // Bounds connect() (a full backlog) and later sends; send_all() retries up to its deadline.
+    Attempt timeout = set_timeout(lane, SO_SNDTIMEO,
+                                  std::clamp(left_until(deadline), milliseconds(10), milliseconds(1000)));
     if (timeout.kind != Attempt::kOk) return timeout;
     if (::connect(lane.fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
       const int err = errno;
@@ -328,11 +330,13 @@ struct ManagerClient::Impl {
       if (a.kind == Attempt::kOk) return ok_status();
       drop(lane);
       if (a.kind == Attempt::kFail) return a.error;
-      if (Clock::now() + backoff >= deadline) {
+      const Clock::time_point now = Clock::now();
+      if (now >= deadline) {
         return unreachable(std::chrono::duration_cast<milliseconds>(deadline - start), a.error);
       }
-      // Waiting for a manager that is restarting: nothing to wake us but time.
-      std::this_thread::sleep_for(backoff);
+      // Waiting for a manager that is restarting: nothing to wake us but time. The last wait
+      // ends at the deadline, for one more attempt there.
+      std::this_thread::sleep_for(std::min<Clock::duration>(backoff, deadline - now));
       backoff = std::min(backoff * 2, milliseconds(50));
     }
   }

@@ -16,20 +16,41 @@ namespace {
 
 constexpr std::size_t kMaxLine = 4096;
 
-Result<sockaddr_un> address_of(const std::filesystem::path& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  const std::string s = path.string();
-  if (s.size() >= sizeof addr.sun_path) {
-    return Error{"control", 1,
-                 "socket path " + s + " is too long for a Unix socket (" +
-                     std::to_string(sizeof addr.sun_path - 1) +
-                     " bytes at most): use a shorter pipeline.run_dir",
-                 0};
+// A socket address for `path`. A path too long for sun_path (108 bytes) is reached through
+// its directory instead: /proc/self/fd/DIRFD/NAME, with DIRFD held open by the address.
+class SocketAddress {
+ public:
+  static Result<SocketAddress> of(const std::filesystem::path& path) {
+    SocketAddress a;
+    a.addr_.sun_family = AF_UNIX;
+    std::string s = path.string();
+    if (s.size() >= sizeof a.addr_.sun_path) {
+      const std::string dir = path.parent_path().string();
+      a.dir_fd_ = ::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+      if (a.dir_fd_ < 0) return sys_error("control", "open", dir, errno);
+      s = "/proc/self/fd/" + std::to_string(a.dir_fd_) + "/" + path.filename().string();
+      if (s.size() >= sizeof a.addr_.sun_path) {
+        return Error{"control", 1, "socket name " + path.filename().string() + " is too long", 0};
+      }
+    }
+    std::memcpy(a.addr_.sun_path, s.c_str(), s.size() + 1);
+    return a;
   }
-  std::memcpy(addr.sun_path, s.c_str(), s.size() + 1);
-  return addr;
-}
+  SocketAddress(SocketAddress&& o) noexcept : addr_(o.addr_), dir_fd_(o.dir_fd_) { o.dir_fd_ = -1; }
+  SocketAddress(const SocketAddress&) = delete;
+  SocketAddress& operator=(const SocketAddress&) = delete;
+  SocketAddress& operator=(SocketAddress&&) = delete;
+  ~SocketAddress() {
+    if (dir_fd_ >= 0) ::close(dir_fd_);
+  }
+  [[nodiscard]] const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&addr_); }
+  [[nodiscard]] socklen_t size() const { return sizeof addr_; }
+
+ private:
+  SocketAddress() = default;
+  sockaddr_un addr_{};
+  int dir_fd_ = -1;
+};
 
 // Reads one line (without its newline) from `fd` within `timeout`.
 Result<std::string> read_line(int fd, std::chrono::milliseconds timeout) {
@@ -65,7 +86,7 @@ void write_all(int fd, std::string_view text) {
 }  // namespace
 
 Result<ControlServer> ControlServer::listen(const std::filesystem::path& path) {
-  auto addr = address_of(path);
+  auto addr = SocketAddress::of(path);
   if (!addr) return addr.error();
   ::unlink(path.c_str());  // a stale socket of a dead launcher: we hold the run lock
   auto fd = posix_call("socket", path.string(), [] {
@@ -73,7 +94,7 @@ Result<ControlServer> ControlServer::listen(const std::filesystem::path& path) {
   });
   if (!fd) return fd.error();
   const mode_t old = ::umask(0177);
-  const int rc = ::bind(*fd, reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr);
+  const int rc = ::bind(*fd, addr->get(), addr->size());
   ::umask(old);
   if (rc != 0 || ::listen(*fd, 16) != 0) {
     const int err = errno;
@@ -116,12 +137,12 @@ void ControlServer::serve_one(const std::function<std::string(const std::string&
 
 Result<std::string> control_request(const std::filesystem::path& path, const std::string& request,
                                     std::chrono::milliseconds timeout) {
-  auto addr = address_of(path);
+  auto addr = SocketAddress::of(path);
   if (!addr) return addr.error();
   auto fd = posix_call("socket", path.string(),
                        [] { return ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0); });
   if (!fd) return fd.error();
-  if (::connect(*fd, reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) != 0) {
+  if (::connect(*fd, addr->get(), addr->size()) != 0) {
     const int err = errno;
     ::close(*fd);
     return Error{"control", 4,

@@ -629,7 +629,14 @@ Status Server::listen() {
                  0};
   }
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  ::unlink(path.c_str());  // a dead manager's socket: we hold the state lock, so it is stale
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return Error{"manager", static_cast<int>(ManagerError::kUnreachable),
+                   path + " exists and is not a socket: refusing to replace it", 0};
+    }
+    ::unlink(path.c_str());  // a dead manager's socket: we hold the state lock, so it is stale
+  }
   auto fd = posix_call("socket", path, [] {
     return ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   });
@@ -1370,7 +1377,8 @@ Status Server::run(const sigset_t& wait_mask) {
       fds.push_back(pollfd{c.fd, events, 0});
       ids.push_back(id);
     }
-    const int timeout = poll_timeout_ms(SteadyClock::now());
+    // Changes not yet journaled (from the end of the last iteration) are written at once.
+    const int timeout = journal_.empty() ? poll_timeout_ms(SteadyClock::now()) : 0;
     timespec ts{};
     if (timeout >= 0) {
       ts.tv_sec = timeout / 1000;
@@ -1401,6 +1409,7 @@ Status Server::run(const sigset_t& wait_mask) {
     Status journaled = flush_journal();  // before any reply that reports these changes
     if (!journaled) return journaled;
     flush_outputs();
+    close_dead();  // those whose last bytes just went out
     // Requests that arrived while their connection was parked or had replies queued: their
     // replies go out in the next iteration, after their changes are journaled.
     for (auto& [id, c] : conns_) {

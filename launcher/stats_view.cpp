@@ -82,19 +82,21 @@ std::uint64_t rejected_total(const ipc::StatsLayout& s) {
   return n;
 }
 
+// Fits an 80x24 terminal for the usual pipelines: one line per worker and per link.
 std::string render_table(const ipc::StatsLayout& s, const Snapshot& now, const Snapshot* before,
                          bool with_bars) {
   std::string out;
+  char line[160];
   const double up = static_cast<double>(ipc::unix_ms() - s.started_unix_ms) / 1000.0;
-  out += std::string("pipeline ") + s.pipeline + "  launcher " +
-         pid_text(s.launcher_pid.load()) + "  " +
-         ipc::to_string(static_cast<ipc::RunState>(s.run_state.load())) + "  up " +
-         human_duration(up) + "\n";
-  out += "stored " + group_digits(s.rows.load()) + "  rejected " + group_digits(rejected_total(s)) +
-         "  positions done " + group_digits(s.stored.load());
-  if (const std::uint64_t total = s.total.load()) out += " of " + group_digits(total);
-  out += "\n\n";
-  out += "stage      w pid      state    rst   in         out        rej      rate           busy wait blkd\n";
+  std::snprintf(line, sizeof line, "pipeline %s  %s  up %s  launcher %s\n", s.pipeline,
+                ipc::to_string(static_cast<ipc::RunState>(s.run_state.load())),
+                human_duration(up).c_str(), pid_text(s.launcher_pid.load()).c_str());
+  out += line;
+  std::string progress = "stored " + group_digits(s.rows.load()) + "  rejected " +
+                         group_digits(rejected_total(s)) + "  done " + group_digits(s.stored.load());
+  if (const std::uint64_t total = s.total.load()) progress += " of " + group_digits(total);
+  out += progress + "\n\n";
+  out += "stage       w pid     state    rst  rate          in          busy wait blkd\n";
   for (std::uint32_t st = 0; st < s.stage_count; ++st) {
     const ipc::StageSlot& stage = s.stages[st];
     for (std::uint32_t k = 0; k < stage.workers; ++k) {
@@ -102,37 +104,45 @@ std::string render_table(const ipc::StatsLayout& s, const Snapshot& now, const S
       const ipc::WorkerSlot& w = s.workers[i];
       const ipc::WorkerCounters& c = now.workers[i];
       const Utilisation u = utilisation(c, before ? &before->workers[i] : nullptr);
-      char line[256];
-      std::snprintf(line, sizeof line, "%-10s %u %-8s %-8s %-5u %-10s %-10s %-8s %-14s %3.0f%% %3.0f%% %3.0f%%\n",
+      std::snprintf(line, sizeof line, "%-11.11s %u %-7s %-8s %-4u %-13s %-11s %3.0f%% %3.0f%% %3.0f%%\n",
                     k == 0 ? stage.name : "", k, pid_text(w.pid.load()).c_str(),
-                    phase_name(w.phase.load()), w.restarts.load(), group_digits(c.in).c_str(),
-                    group_digits(c.out).c_str(), group_digits(c.rejected).c_str(),
-                    human_rate(rate_of(s, i, now, before)).c_str(), u.busy * 100, u.waiting * 100,
-                    u.blocked * 100);
+                    phase_name(w.phase.load()), w.restarts.load(),
+                    human_rate(rate_of(s, i, now, before)).c_str(), group_digits(c.in).c_str(),
+                    u.busy * 100, u.waiting * 100, u.blocked * 100);
       out += line;
     }
   }
-  out += "\nlinks\n";
+  out += "\nlink                          type fill                 hwm  blocked\n";
   for (std::uint32_t l = 0; l < s.link_count; ++l) {
     const ipc::LinkSlot& link = s.links[l];
-    const double fill = link.capacity ? static_cast<double>(link.fill.load()) / static_cast<double>(link.capacity) : 0;
-    const double hwm = link.capacity ? static_cast<double>(link.high_water.load()) / static_cast<double>(link.capacity) : 0;
-    char line[256];
-    std::snprintf(line, sizeof line, "%-12s -> %-12s %-4s %-9s %s %3.0f%%  hwm %3.0f%%  blocked %s\n",
-                  link.from, link.to, link.type == 0 ? "shm" : "pipe",
-                  human_bytes(link.capacity).c_str(), with_bars ? bar(fill, 12).c_str() : "",
+    const double cap = static_cast<double>(link.capacity);
+    const double fill = cap > 0 ? static_cast<double>(link.fill.load()) / cap : 0;
+    const double hwm = cap > 0 ? static_cast<double>(link.high_water.load()) / cap : 0;
+    const std::string name = std::string(link.from) + " -> " + link.to;
+    std::snprintf(line, sizeof line, "%-29.29s %-4s %-12s %4.0f%% %4.0f%%  %s\n", name.c_str(),
+                  link.type == 0 ? "shm" : "pipe", with_bars ? bar(fill, 12).c_str() : "",
                   fill * 100, hwm * 100,
                   human_duration(static_cast<double>(link.blocked_ns.load()) / 1e9).c_str());
     out += line;
   }
-  out += "\nrejects by reason:";
-  const std::uint32_t reasons = s.reason_count.load(std::memory_order_acquire);
-  if (reasons == 0) out += " none";
-  for (std::uint32_t r = 0; r < reasons; ++r) {
-    out += std::string(r ? ", " : " ") + s.reasons[r].reason + " " +
-           group_digits(s.reasons[r].count.load());
+  // Reject reasons, wrapped to the width.
+  std::string reasons = "rejects:";
+  const std::uint32_t count = s.reason_count.load(std::memory_order_acquire);
+  if (count == 0) reasons += " none";
+  std::string row = reasons;
+  std::string all;
+  for (std::uint32_t r = 0; r < count; ++r) {
+    const std::string item = std::string(" ") + s.reasons[r].reason + " " +
+                             group_digits(s.reasons[r].count.load());
+    if (row.size() + item.size() > 79) {
+      all += row + "\n";
+      row = "        ";
+    }
+    row += item;
   }
-  out += "\nmanager: pid " + pid_text(s.manager_pid.load()) + ", restarts " +
+  all += row + "\n";
+  out += "\n" + all;
+  out += "manager: pid " + pid_text(s.manager_pid.load()) + ", restarts " +
          std::to_string(s.manager_restarts.load()) + "\n";
   return out;
 }

@@ -176,7 +176,7 @@ Result<SinkProgress> SqliteSink::open_with_columns(const std::vector<std::string
   // WAL with synchronous=NORMAL: a commit survives any process kill (the fault model); only an
   // OS crash can lose the last transactions, which the positions table then also loses.
   if (auto st = exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
-                     "PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=16384;");
+                     "PRAGMA cache_size=-16384; PRAGMA wal_autocheckpoint=16384;");
       !st) {
     return st.error();
   }

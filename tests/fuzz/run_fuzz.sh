@@ -44,7 +44,7 @@ for t in "${targets[@]}"; do
   mkdir -p "$work" "$crashes"
   echo "== $t: ${seconds}s from $seeds"
   if ! "$build/bin/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-      -max_len=4096 -print_final_stats=1 -artifact_prefix="$crashes/" "$work" "$seeds"; then
+      -max_len=8192 -print_final_stats=1 -artifact_prefix="$crashes/" "$work" "$seeds"; then
     echo "run_fuzz: $t failed; reproducer(s):" >&2
     ls -1 "$crashes" >&2 || true
     echo "replay: $build/bin/$t $crashes/<file>" >&2

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <set>
 #include <string>
@@ -28,8 +29,11 @@ using millrace::ipc::IniDocument;
 using millrace::ipc::IniEntry;
 using millrace::ipc::IniSection;
 
-void check(bool condition) {
-  if (!condition) std::abort();
+// Names the violated property before aborting, so a reproducer explains itself.
+void check(bool condition, const char* property) {
+  if (condition) return;
+  std::fprintf(stderr, "fuzz_ini: property violated: %s\n", property);
+  std::abort();
 }
 
 bool trimmed(std::string_view text) { return millrace::ipc::trim(text) == text; }
@@ -37,20 +41,21 @@ bool trimmed(std::string_view text) { return millrace::ipc::trim(text) == text; 
 void check_document(const IniDocument& doc, int max_line, std::string_view file) {
   std::set<std::string> names;
   for (const IniSection& s : doc.sections()) {
-    check(!s.name.empty());
-    check(s.name.find_first_of(".[]") == std::string::npos);
-    check(names.insert(s.name).second);
-    check(s.line >= 0 && s.line <= max_line);
+    check(!s.name.empty(), "section name not empty");
+    check(s.name.find_first_of(".[]") == std::string::npos, "section name without . [ ]");
+    check(names.insert(s.name).second, "section names unique");
+    check(s.line >= 0 && s.line <= max_line, "section line within the input");
     for (const IniEntry& e : s.entries) {
-      check(!e.key.empty());
-      check(e.key.find('.') == std::string::npos);
-      check(trimmed(e.key) && trimmed(e.value));
-      check(e.line >= 0 && e.line <= max_line);
-      check(e.line == 0 ? e.file == millrace::ipc::kOverrideFile : e.file == file);
-      check(s.find(e.key) != nullptr);
-      check(!s.find_all(e.key).empty());
+      check(!e.key.empty(), "key not empty");
+      check(e.key.find('.') == std::string::npos, "key without .");
+      check(trimmed(e.key) && trimmed(e.value), "key and value trimmed");
+      check(e.line >= 0 && e.line <= max_line, "entry line within the input");
+      check(e.line == 0 ? e.file == millrace::ipc::kOverrideFile : e.file == file,
+            "entry names its file (--set for line 0)");
+      check(s.find(e.key) != nullptr, "find() finds every key");
+      check(!s.find_all(e.key).empty(), "find_all() finds every key");
     }
-    check(doc.section(s.name) == &s);
+    check(doc.section(s.name) == &s, "section() finds every section");
   }
 }
 
@@ -61,12 +66,12 @@ void check_values(std::string_view value) {
   (void)millrace::ipc::split_list(value);
   if (auto bytes = millrace::ipc::parse_bytes(value)) {
     auto again = millrace::ipc::parse_bytes(millrace::ipc::format_bytes(bytes.value()));
-    check(again.ok() && again.value() == bytes.value());
+    check(again.ok() && again.value() == bytes.value(), "format_bytes reads back");
   }
   if (auto duration = millrace::ipc::parse_duration(value)) {
-    check(duration.value().count() >= 0);
+    check(duration.value().count() >= 0, "duration not negative");
     auto again = millrace::ipc::parse_duration(millrace::ipc::format_duration(duration.value()));
-    check(again.ok() && again.value() == duration.value());
+    check(again.ok() && again.value() == duration.value(), "format_duration reads back");
   }
 }
 
@@ -82,7 +87,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   auto parsed = IniDocument::parse_string(input, "fuzz.ini");
   if (!parsed) {
-    check(!parsed.error().message.empty());
+    check(!parsed.error().message.empty(), "a syntax error has a message");
     return 0;
   }
   IniDocument doc = std::move(parsed.value());
@@ -93,8 +98,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   const std::string dumped = doc.dump();
   auto reparsed = IniDocument::parse_string(dumped, "dump.ini");
-  check(reparsed.ok());
-  check(reparsed.value().dump() == dumped);
+  check(reparsed.ok(), "dump() parses");
+  check(reparsed.value().dump() == dumped, "dump() parses back to the same document");
 
   // An override built from the first entry of the input, with the input's last line as value.
   if (!doc.sections().empty() && !doc.sections().front().entries.empty()) {
@@ -104,21 +109,23 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::size_t last_newline = input.rfind('\n');
     std::string value(millrace::ipc::trim(
         last_newline == std::string_view::npos ? input : input.substr(last_newline + 1)));
-    // A value holding " ;" is the one thing the dump cannot round-trip (documented).
-    const bool comment_like = value.find(" ;") != std::string::npos ||
+    // A value holding " ;" is the one thing the dump cannot round-trip (documented); a value
+    // that starts with ';' is the same case, as the dump writes "key = ;...".
+    const bool comment_like = value.starts_with(';') || value.find(" ;") != std::string::npos ||
                               value.find("\t;") != std::string::npos;
     const std::string assignment = section + "." + key + "=" + value;
     if (doc.apply_override(assignment).ok()) {
       const IniSection* s = doc.section(section);
-      check(s != nullptr);
+      check(s != nullptr, "override adds its section");
       const auto all = s->find_all(key);
-      check(all.size() == 1);
-      check(all.front()->file == millrace::ipc::kOverrideFile && all.front()->line == 0);
+      check(all.size() == 1, "override leaves one entry of its key");
+      check(all.front()->file == millrace::ipc::kOverrideFile && all.front()->line == 0,
+            "override entry names --set, line 0");
       check_document(doc, lines, "fuzz.ini");
       if (!comment_like) {
         auto again = IniDocument::parse_string(doc.dump(), "dump.ini");
-        check(again.ok());
-        check(again.value().dump() == doc.dump());
+        check(again.ok(), "dump() after an override parses");
+        check(again.value().dump() == doc.dump(), "dump() after an override parses back the same");
       }
     }
   }
