@@ -14,20 +14,27 @@
 //    the check words) and publishes every 512 records (the stage runtime's default batch) or
 //    every quarter of the link's capacity, whichever comes first; the consumer peeks a batch,
 //    checks it and releases it. message_queue sends and receives one message at a time.
-//  - latency: 100 B records at R records/s (default 10000); the producer writes CLOCK_MONOTONIC
-//    into each record just before publishing it, the consumer reads the clock when it peeks
-//    it. p50 and p99 of the difference.
+//  - latency: 100 B records at R records/s (default 10000), each published alone; the producer
+//    writes CLOCK_MONOTONIC into each record just before publishing it, the consumer reads the
+//    clock when it peeks it. p50 and p99 of the difference.
 //  - idle: the link stays quiet for 2 s while both processes wait, once with the consumer
 //    waiting for data (empty link; the producer waits for its own input) and once with the
 //    producer waiting for space (full link; the consumer waits for its own input). The CPU
 //    both processes used (getrusage), in % of one core.
 // Each case runs K times (--runs); the table and the JSON show the median of each figure.
 //
+// Throughput rows also say where each process's time went, because on a shared machine other
+// processes take a part of it: on a CPU (getrusage), waiting on the link (the link's own
+// blocked/waiting counters; message_queue keeps none), and runnable but waiting for a CPU
+// (/proc/self/schedstat). CPU time per record is the figure least disturbed by other load.
+//
 // Output: a table, or with --json one JSON object per line:
 //   {"kind":"throughput","transport":"ring"|"pipe"|"message_queue","record_bytes":N,
 //    "records_per_s":X,"bytes_per_s":Y,...}
-//   latency rows add "p50_ns", "p99_ns", "samples"; idle rows "waiting", "seconds",
-//   "cpu_percent"; one "kind":"ratio" row compares the transports at 100 B.
+//   throughput rows add "records", "seconds" and, for each side ("producer_"/"consumer_"),
+//   "cpu_percent", "link_wait_percent", "runqueue_percent" and "cpu_ns_per_record"; latency
+//   rows add "p50_ns", "p99_ns", "samples"; idle rows "waiting", "seconds", "cpu_percent";
+//   one "kind":"ratio" row compares the transports at 100 B.
 // Exit status: 0 when every case delivered every record intact, 1 otherwise, 2 on bad usage.
 //
 // Every shared-memory segment and message queue has the pid in its name
@@ -299,7 +306,8 @@ class Verifier {
  public:
   enum class Verdict { kOk, kEnd, kBad };
 
-  Verifier(std::size_t size, bool read_all) : size_(size), mid_(mid_offset(size)), read_all_(read_all) {}
+  Verifier(std::size_t size, bool read_all)
+      : size_(size), mid_(mid_offset(size)), read_all_(read_all) {}
 
   inline Verdict check(std::span<const std::byte> record) {
     if (record.size() != size_) {
@@ -460,7 +468,7 @@ class Child {
     auto control = make_pipe();
     if (!control) return control.error();
     const pid_t parent = ::getpid();
-    std::fflush(nullptr);  // or the child's exit would not, but its buffers hold our output
+    std::fflush(nullptr);  // or output buffered before the fork could be written twice
     const pid_t pid = ::fork();
     if (pid < 0) return bench_error("fork: " + millrace::errno_text(errno), errno);
     if (pid == 0) {
@@ -547,6 +555,8 @@ class Child {
     }
   }
 
+  [[nodiscard]] pid_t pid() const { return pid_; }
+
   // Waits for the producer to exit; an error unless it exited with status 0.
   Status reap() {
     int status = 0;
@@ -586,17 +596,17 @@ class Child {
 // --- Options ------------------------------------------------------------------------------------
 
 struct Options {
-  double seconds = 1.0;        // per throughput and latency case
-  double idle_seconds = 2.0;   // per idle case
+  double seconds = 1.0;       // per throughput and latency case
+  double idle_seconds = 2.0;  // per idle case
   int runs = 1;
   bool json = false;
   bool quick = false;
-  bool read_all = false;       // the consumer also reads every byte of every record
+  bool read_all = false;  // the consumer also reads every byte of every record
   std::size_t ring_bytes = std::size_t{4} << 20;  // the default link capacity (configs/orders.ini)
   std::size_t pipe_bytes = std::size_t{1} << 20;  // the default unprivileged pipe-max-size
   std::size_t mq_max_depth = 1024;
   std::size_t batch = kMaxBatchRecords;  // records per publish / release, at most
-  double rate = 10000;         // latency: records per second
+  double rate = 10000;                   // latency: records per second
   // Which cases run (all by default): kinds, transports, throughput record sizes.
   std::vector<std::string> kinds = {"throughput", "latency", "idle"};
   std::vector<std::string> transports = {"ring", "pipe", "message_queue"};
@@ -619,8 +629,9 @@ std::size_t batch_records(const Options& o, std::size_t link_bytes, std::size_t 
 // --- Transports ---------------------------------------------------------------------------------
 //
 // Each kit is made in the consumer before the fork; with_writer() runs in the producer (child),
-// with_reader() in the consumer (parent). The writer and reader types offer the LinkWriter /
-// LinkReader calls the loops below use, used through their concrete types (no virtual call).
+// with_reader(producer pid, ...) in the consumer (parent). The writer and reader types offer the
+// LinkWriter / LinkReader calls the loops below use, through their concrete types (no virtual
+// call).
 
 class RingKit {
  public:
@@ -645,7 +656,7 @@ class RingKit {
   }
 
   template <typename Body>
-  Status with_reader(Body&& body) {
+  Status with_reader(pid_t /*producer: the ring watches it itself*/, Body&& body) {
     auto reader = ipc::RingConsumer::attach(segment_);
     if (!reader) return reader.error();
     return body(*reader);
@@ -684,7 +695,7 @@ class PipeKit {
   }
 
   template <typename Body>
-  Status with_reader(Body&& body) {
+  Status with_reader(pid_t /*producer: its death closes the pipe*/, Body&& body) {
     write_end_.reset();  // so that the reader sees end of file if the producer dies
     auto reader = ipc::PipeReader::from_fd(read_end_.release());
     if (!reader) return reader.error();
@@ -735,7 +746,9 @@ class MqWriter {
 
 class MqReader {
  public:
-  MqReader(bip::message_queue& queue, std::size_t max) : queue_(queue), buffer_(max) {}
+  // `producer`: the process whose death ends a wait (the queue itself cannot tell).
+  MqReader(bip::message_queue& queue, std::size_t max, pid_t producer)
+      : queue_(queue), buffer_(max), producer_(producer) {}
   std::optional<std::span<const std::byte>> try_peek() {
     bip::message_queue::size_type got = 0;
     unsigned priority = 0;
@@ -745,21 +758,45 @@ class MqReader {
   Result<std::span<const std::byte>> peek_for(std::chrono::nanoseconds timeout) {
     bip::message_queue::size_type got = 0;
     unsigned priority = 0;
-    const auto deadline =
-        std::chrono::system_clock::now() +
-        std::chrono::duration_cast<std::chrono::system_clock::duration>(timeout);
-    if (!queue_.timed_receive(buffer_.data(), buffer_.size(), got, priority, deadline)) {
-      return Error{"link", static_cast<int>(ipc::LinkError::kTimeout),
-                   "message_queue: no message before the timeout", 0};
+    const auto deadline = std::chrono::system_clock::now() +
+                          std::chrono::duration_cast<std::chrono::system_clock::duration>(timeout);
+    for (;;) {
+      const auto slice = std::min(deadline, std::chrono::system_clock::now() + kLivenessEvery);
+      if (queue_.timed_receive(buffer_.data(), buffer_.size(), got, priority, slice)) {
+        return std::span<const std::byte>(buffer_.data(), got);
+      }
+      if (std::chrono::system_clock::now() >= deadline) {
+        return Error{"link", static_cast<int>(ipc::LinkError::kTimeout),
+                     "message_queue: no message before the timeout", 0};
+      }
+      if (!alive(producer_)) {
+        return Error{
+            "link", static_cast<int>(ipc::LinkError::kPeerGone),
+            "message_queue: the producer process (pid " + std::to_string(producer_) + ") is gone",
+            0};
+      }
     }
-    return std::span<const std::byte>(buffer_.data(), got);
   }
   Status release() { return ok_status(); }
   [[nodiscard]] ipc::LinkStats stats() const { return {}; }
 
  private:
+  static constexpr auto kLivenessEvery = std::chrono::milliseconds(100);
+
+  // The producer is our child: waitid without reaping sees it exit at the cost of one
+  // system call (reading /proc, as a check on a stranger must, would cost more than the
+  // queue's own idle wait).
+  static bool alive(pid_t child) {
+    siginfo_t info{};
+    if (::waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
+      return false;
+    }
+    return info.si_pid == 0;
+  }
+
   bip::message_queue& queue_;
   std::vector<std::byte> buffer_;
+  pid_t producer_;
 };
 
 class MqKit {
@@ -773,8 +810,8 @@ class MqKit {
     const std::size_t depth =
         std::clamp<std::size_t>(o.ring_bytes / record_bytes, 16, o.mq_max_depth);
     try {
-      auto queue = std::make_unique<bip::message_queue>(bip::create_only, name.c_str(), depth,
-                                                        record_bytes);
+      auto queue =
+          std::make_unique<bip::message_queue>(bip::create_only, name.c_str(), depth, record_bytes);
       return MqKit(std::move(guard), name, std::move(queue), depth, record_bytes);
     } catch (const std::exception& e) {
       return bench_error("message_queue " + name + ": " + e.what());
@@ -796,9 +833,9 @@ class MqKit {
   }
 
   template <typename Body>
-  Status with_reader(Body&& body) {
+  Status with_reader(pid_t producer, Body&& body) {
     try {
-      MqReader reader(*queue_, record_bytes_);
+      MqReader reader(*queue_, record_bytes_, producer);
       return body(reader);
     } catch (const std::exception& e) {
       return bench_error("message_queue " + name_ + " (consumer): " + e.what());
@@ -933,8 +970,7 @@ Status consume_latency(Reader& r, Verifier& v, std::vector<std::uint64_t>& laten
 
 // Idle, full link: fills it, then waits for space until `timeout`; reports the wait's CPU.
 template <typename Writer>
-Status fill_then_wait(Writer& w, std::size_t size, std::chrono::nanoseconds timeout,
-                      Usage* usage) {
+Status fill_then_wait(Writer& w, std::size_t size, std::chrono::nanoseconds timeout, Usage* usage) {
   const std::vector<std::byte> filler = make_filler(size);
   std::uint64_t seq = 0;
   // Full means: no room in the link, nor in the writer's own buffer (a pipe writer batches
@@ -977,7 +1013,7 @@ struct Row {
   double records_per_s = 0;
   double bytes_per_s = 0;
   double seconds = 0;
-  double records = 0;               // records delivered and checked
+  double records = 0;  // records delivered and checked
   double producer_cpu_ns_per_record = 0;
   double consumer_cpu_ns_per_record = 0;
   // Of the measured wall time (throughput) or of one core (idle): on a CPU, waiting on the
@@ -988,12 +1024,12 @@ struct Row {
   double consumer_link_wait_percent = 0;
   double producer_runqueue_percent = 0;
   double consumer_runqueue_percent = 0;
-  double p50_ns = 0;                // latency
+  double p50_ns = 0;  // latency
   double p99_ns = 0;
   double samples = 0;
-  std::string waiting;              // idle: "consumer" (empty link) or "producer" (full link)
-  double cpu_percent = 0;           // idle: both processes
-  std::string error;                // set when the case failed
+  std::string waiting;     // idle: "consumer" (empty link) or "producer" (full link)
+  double cpu_percent = 0;  // idle: both processes
+  std::string error;       // set when the case failed
 };
 
 Row new_row(std::string_view kind, std::string_view transport, std::size_t record_bytes) {
@@ -1024,7 +1060,7 @@ Status run_pair(Kit& kit, ProducerBody&& producer, ConsumerBody&& consumer) {
   auto child = Child::spawn(
       [&](ChildSide& side) { return kit.with_writer([&](auto& w) { return producer(w, side); }); });
   if (!child) return child.error();
-  Status st = kit.with_reader([&](auto& r) { return consumer(r, *child); });
+  Status st = kit.with_reader(child->pid(), [&](auto& r) { return consumer(r, *child); });
   if (!st) {
     if (auto why = child->reported_failure()) return *why;
     return st;
@@ -1077,8 +1113,7 @@ Row throughput_case(const Options& o, std::size_t size) {
         report = *m;
         if (report.sent != verifier.received()) {
           return bench_error("the producer reports " + std::to_string(report.sent) +
-                             " records sent, " + std::to_string(verifier.received()) +
-                             " arrived");
+                             " records sent, " + std::to_string(verifier.received()) + " arrived");
         }
         return ok_status();
       });
@@ -1339,15 +1374,15 @@ class Printer {
     if (o_.json) {
       std::printf("%s\n", to_json(r, o_.runs).dump().c_str());
     } else if (!r.error.empty()) {
-      std::printf("  %-14s %8s   FAILED: %s\n", r.transport.c_str(), size_text(r.record_bytes).c_str(),
-                  r.error.c_str());
+      std::printf("  %-14s %8s   FAILED: %s\n", r.transport.c_str(),
+                  size_text(r.record_bytes).c_str(), r.error.c_str());
     } else if (r.kind == "throughput") {
       std::printf("  %-14s %8s %14s %12s   %3.0f%% %3.0f%% %3.0f%%   %3.0f%% %3.0f%% %3.0f%%\n",
                   r.transport.c_str(), size_text(r.record_bytes).c_str(),
                   si(r.records_per_s, "rec/s").c_str(), si(r.bytes_per_s, "B/s").c_str(),
-                  r.producer_cpu_percent, r.producer_link_wait_percent,
-                  r.producer_runqueue_percent, r.consumer_cpu_percent,
-                  r.consumer_link_wait_percent, r.consumer_runqueue_percent);
+                  r.producer_cpu_percent, r.producer_link_wait_percent, r.producer_runqueue_percent,
+                  r.consumer_cpu_percent, r.consumer_link_wait_percent,
+                  r.consumer_runqueue_percent);
     } else if (r.kind == "latency") {
       std::printf("  %-14s %8s %12s %12s %9.0f\n", r.transport.c_str(),
                   size_text(r.record_bytes).c_str(), duration_text(r.p50_ns).c_str(),
@@ -1385,8 +1420,10 @@ class Printer {
       }
       return;
     }
-    std::printf("\nratios at %zu B: ring/pipe %.1fx, ring/message_queue %.1fx\n",
-                kRatioRecordBytes, vs_pipe, vs_mq);
+    if (ring && pipe && mq) {
+      std::printf("\nratios at %zu B: ring/pipe %.1fx, ring/message_queue %.1fx\n",
+                  kRatioRecordBytes, vs_pipe, vs_mq);
+    }
     std::printf("\ntargets\n");
     auto line = [](const char* what, const char* target, const std::string& got, bool known,
                    bool met) {
@@ -1403,8 +1440,7 @@ class Printer {
     line("ring, 64 KiB records", ">= 4 GB/s", ring64 ? si(ring64->bytes_per_s, "B/s") : "",
          ring64 != nullptr, ring64 && ring64->bytes_per_s >= 4e9);
     std::snprintf(buf, sizeof buf, "%.3f%%", idle_max);
-    line("idle ring link (both processes)", "< 1% of a core", buf, idle_max >= 0,
-         idle_max < 1.0);
+    line("idle ring link (both processes)", "< 1% of a core", buf, idle_max >= 0, idle_max < 1.0);
   }
 
  private:
@@ -1520,7 +1556,8 @@ int main(int argc, char** argv) {
     const int code = app.exit(e);
     return code == 0 ? 0 : 2;
   }
-  if (!ipc::Ring::valid_capacity(o.ring_bytes) || ipc::Ring::max_record_size(o.ring_bytes) < 65536) {
+  if (!ipc::Ring::valid_capacity(o.ring_bytes) ||
+      ipc::Ring::max_record_size(o.ring_bytes) < 65536) {
     std::fprintf(stderr, "ipc_bench: --ring-bytes must be a power of two from 256KiB to 4GiB\n");
     return 2;
   }

@@ -76,7 +76,9 @@ constexpr const char* kSchema =
 constexpr const char* kInsert =
     "INSERT INTO orders VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
 
-Error ceiling_error(std::string message) { return Error{"store_ceiling", 1, std::move(message), 0}; }
+Error ceiling_error(std::string message) {
+  return Error{"store_ceiling", 1, std::move(message), 0};
+}
 
 std::string_view trimmed(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -107,10 +109,12 @@ Result<std::optional<std::array<std::size_t, kColumns.size()>>> header_map(
     for (const std::string& f : first) found = found || trimmed(f) == kColumns[c].name;
     if (!found) missing += (missing.empty() ? "" : ", ") + std::string(kColumns[c].name);
   }
-  return ceiling_error(path + " line 1: the header does not name the 15 columns of the orders "
-                              "table exactly" +
-                       (missing.empty() ? std::string(" (extra columns)") : "; missing: " + missing) +
-                       ". Export it with sqlite3 -header -csv DB 'select * from orders'");
+  return ceiling_error(
+      path +
+      " line 1: the header does not name the 15 columns of the orders "
+      "table exactly" +
+      (missing.empty() ? std::string(" (extra columns)") : "; missing: " + missing) +
+      ". Export it with sqlite3 -header -csv DB 'select * from orders'");
 }
 
 // Owns the connection and the prepared insert.
@@ -119,8 +123,9 @@ class Store {
   static Result<Store> create(const std::string& path) {
     std::error_code ec;
     if (std::filesystem::exists(path, ec)) {
-      return ceiling_error(path + " exists already: the ceiling inserts into a new database; "
-                                  "remove it (and its -wal and -shm files) first");
+      return ceiling_error(path +
+                           " exists already: the ceiling inserts into a new database; "
+                           "remove it (and its -wal and -shm files) first");
     }
     Store store(path);
     if (sqlite3_open_v2(path.c_str(), &store.db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
@@ -212,7 +217,9 @@ struct Totals {
   double sqlite_seconds = 0;
 };
 
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 Result<Totals> run(const std::string& in_path, const std::string& out_path) {
   const auto start = Clock::now();

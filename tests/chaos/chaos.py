@@ -135,8 +135,9 @@ def signal_pidfd(fd, sig):
 
 
 def processes_naming(run_id, run_dir):
-    """Pids of live processes whose environment names the run id or whose command line names
-    the run dir (what `pgrep -f RUN_DIR` finds), other than this harness."""
+    """Live (not zombie) processes, other than this harness, whose environment names the run
+    id (every worker the launcher starts carries MILLRACE_RUN_ID) or whose command line names
+    the run dir (the launcher): pid -> command line."""
     found = {}
     me = os.getpid()
     needle_env = f"MILLRACE_RUN_ID={run_id}".encode()
@@ -148,7 +149,8 @@ def processes_naming(run_id, run_dir):
         try:
             with open(f"/proc/{pid}/stat", "rb") as f:
                 stat = f.read()
-            state = stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3]
+            if stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] == b"Z":
+                continue
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 cmd = f.read()
             env = b""
@@ -158,8 +160,7 @@ def processes_naming(run_id, run_dir):
         except OSError:
             continue
         if needle_env in env.split(b"\0") or needle_cmd in cmd:
-            if state != b"Z" or b"millrace" in cmd:
-                found[pid] = cmd.replace(b"\0", b" ").decode(errors="replace").strip()
+            found[pid] = cmd.replace(b"\0", b" ").decode(errors="replace").strip()
     return found
 
 
@@ -231,13 +232,15 @@ class Input:
 # Schedules
 
 class Fault:
-    def __init__(self, kind, advance, delay, stage=None, worker=None, duration=None):
+    def __init__(self, kind, advance, delay):
         self.kind = kind
         self.advance = advance      # records the store must commit since the previous fault
         self.delay = delay          # and at least this many seconds since it
-        self.stage = stage
-        self.worker = worker
-        self.duration = duration    # SIGSTOP length
+        self.burst = False          # fire as soon as the run is up again: during its recovery
+        self.stage = None
+        self.worker = None
+        self.duration = None        # SIGSTOP length
+        self.variant = None         # kill_all: "launcher" only; graceful_stop: "kill" in the drain
         self.outcome = None         # what happened when it was applied
         self.at = None              # seconds into the scenario
 
@@ -247,7 +250,11 @@ class Fault:
             what += f" {self.stage}.{self.worker}"
         if self.duration is not None:
             what += f" for {self.duration:.2f} s"
-        return f"{what:<28} after +{self.advance} records and +{self.delay:.2f} s"
+        if self.variant is not None:
+            what += f" ({self.variant})"
+        if self.burst:
+            return f"{what:<34} at once, while the run recovers"
+        return f"{what:<34} after +{self.advance} records and +{self.delay:.2f} s"
 
 
 def workers_of(stage, workers):
@@ -264,11 +271,14 @@ def make_schedule(seed, cell, records, faults, watchdog_s):
     # The progress asked between faults adds up to about half the records, so that with the
     # time the faults themselves take, most of the schedule lands mid-run.
     mean_advance = 0.5 * records / faults
-    for _ in range(faults):
+    for i in range(faults):
         kind = rng.choices(kinds, weights)[0]
         advance = max(1, int(rng.uniform(0.25, 1.75) * mean_advance))
         delay = rng.uniform(0.05, 0.5)
         fault = Fault(kind, advance, delay)
+        # Some faults hit a run that is still recovering from the previous one (restarting
+        # workers, a launcher creating its segments, a store reading its positions back).
+        fault.burst = i > 0 and kind in ("kill_worker", "kill_all") and rng.random() < 0.25
         if kind in WORKER_FAULTS:
             fault.stage = rng.choice(STAGES)
             fault.worker = rng.randrange(workers_of(fault.stage, workers))
@@ -278,6 +288,11 @@ def make_schedule(seed, cell, records, faults, watchdog_s):
             fault.duration = rng.uniform(0.1, 0.4) * watchdog_s
         elif kind == "stop_long":
             fault.duration = rng.uniform(1.6, 2.4) * watchdog_s
+        elif kind == "kill_all" and rng.random() < 0.3:
+            fault.variant = "launcher only"  # its children must die with it
+        elif kind == "graceful_stop" and rng.random() < 0.25:
+            fault.variant = "kill_all while draining"
+            fault.duration = rng.uniform(0.0, 0.3)
         schedule.append(fault)
     return schedule
 
@@ -385,13 +400,13 @@ class Scenario:
             return f.read()
 
     def error_tail(self, lines=15):
+        """The last lines of the launch's stderr (progress lines end in CR, not LF)."""
         try:
             with open(self.last_err, errors="replace") as f:
                 text = f.read()
         except OSError:
-            return ""
-        text = text.replace("\r", "\n")
-        return "\n".join(l for l in text.splitlines() if l.strip())[-3000:].split("\n")[-lines:]
+            return []
+        return [l[:300] for l in text.replace("\r", "\n").splitlines() if l.strip()][-lines:]
 
     def now(self):
         return time.monotonic() - self.started
@@ -418,7 +433,9 @@ class Scenario:
         """Polls until the fault may fire: the run is running, the store committed `advance`
         records since the previous fault, `delay` passed, and the target worker runs.
         Returns the stats snapshot, or None when the job completed first."""
-        ready_at = since + fault.delay
+        ready_at = since + (0 if fault.burst else fault.delay)
+        advance = 0 if fault.burst else fault.advance
+        states = ("starting", "running") if fault.burst else ("running",)
         last_progress = None
         last_change = time.monotonic()
         target_missing_since = None
@@ -430,13 +447,13 @@ class Scenario:
                     return None
             st = self.stats()
             now = time.monotonic()
-            if st is not None and st.get("state") == "running":
+            if st is not None and st.get("state") in states:
                 progress = st.get("positions_done", 0)
                 if baseline[0] is None:
                     baseline[0] = progress
                 if progress != last_progress:
                     last_progress, last_change = progress, now
-                if progress >= baseline[0] + fault.advance and now >= ready_at:
+                if progress >= baseline[0] + advance and now >= ready_at:
                     if fault.stage is None:
                         return st
                     w = self.worker(st, fault.stage, fault.worker)
@@ -461,8 +478,8 @@ class Scenario:
                         return w
         return None
 
-    def wait_exit(self, timeout):
-        """Waits for the launcher to exit, watching for progress; returns its exit code."""
+    def wait_exit(self, timeout, why=""):
+        """Waits for the launcher to exit; returns its exit code."""
         deadline = time.monotonic() + timeout
         while True:
             self.check_time()
@@ -471,8 +488,9 @@ class Scenario:
                 return rc
             if time.monotonic() > deadline:
                 st = self.stats()
-                raise ScenarioFailure(f"hang: launch {self.launches} did not exit in {timeout:.0f} s "
-                                      f"(stats: {json.dumps(st)[:1500] if st else 'unavailable'})")
+                raise ScenarioFailure(
+                    f"hang: launch {self.launches} did not exit in {timeout:.0f} s{why} "
+                    f"(stats: {json.dumps(st)[:1500] if st else 'unavailable'})")
             time.sleep(POLL_S)
 
     def wait_gone(self, fds, timeout, what):
@@ -539,8 +557,7 @@ class Scenario:
         signal_pidfd(fd, signal.SIGSTOP)
         time.sleep(fault.duration)  # the fault itself: how long the process stays stopped
         signal_pidfd(fd, signal.SIGCONT)
-        st = self.stats()
-        restarted = None
+        restarted = False
         if fault.kind == "stop_long":
             # The watchdog must have killed it: its slot shows another pid (or the run ended).
             deadline = time.monotonic() + 10 * self.opts.watchdog_s + 10
@@ -562,11 +579,12 @@ class Scenario:
             restarted = not pidfd_alive(fd)
             if restarted:
                 self.short_stop_restarts += 1
-        fault.outcome = (f"stopped pid {pid}; " +
-                         ("watchdog killed it" if restarted else "it went on" if st else "run ended"))
+        fault.outcome = f"stopped pid {pid}; " + ("watchdog killed it" if restarted else
+                                                  "it went on")
 
     def kill_all(self, fault, st):
-        pids = [st.get("pid", 0), st.get("manager", {}).get("pid", 0)]
+        launcher = st.get("pid", 0)
+        pids = [launcher, st.get("manager", {}).get("pid", 0)]
         for s in st.get("stages", []):
             pids += [w.get("pid", 0) for w in s.get("workers", [])]
         fds = {}
@@ -575,9 +593,14 @@ class Scenario:
                 fd = pidfd_of(pid)
                 if fd is not None:
                     fds[pid] = fd
-        # At once: every signal is sent before any process has a chance to react.
-        for fd in fds.values():
-            signal_pidfd(fd, signal.SIGKILL)
+        if launcher not in fds:
+            fds[self.proc.pid] = os.pidfd_open(self.proc.pid)
+            launcher = self.proc.pid
+        # At once: every signal is sent before any process has a chance to react. With
+        # "launcher only", the children must die by themselves (parent-death signal).
+        for pid, fd in fds.items():
+            if fault.variant != "launcher only" or pid == launcher:
+                signal_pidfd(fd, signal.SIGKILL)
         rc = self.proc.wait(timeout=30)
         try:
             self.wait_gone(fds, 15, "kill_all")
@@ -585,20 +608,41 @@ class Scenario:
             for fd in fds.values():
                 os.close(fd)
         if rc != -signal.SIGKILL:
-            # It exited just before the kill: only a completed run may do so.
+            # It exited just before the kill: a drain that ended, or a completed run.
+            if (fault.kind == "graceful_stop" and rc == 0 and
+                    "stopped (run again to resume)" in self.output()):
+                fault.outcome = "the drain ended before the kill; relaunched"
+                self.launch()
+                return True
             self.finished_run(rc)
             fault.outcome = f"too late: the run had completed (exit {rc})"
             return False
-        fault.outcome = f"killed {len(fds)} processes; relaunched"
+        if fault.variant == "launcher only":
+            fault.outcome = (f"killed the launcher; its {len(fds) - 1} children died with it; "
+                             "relaunched")
+        else:
+            fault.outcome = f"killed {len(fds)} processes; relaunched"
         self.launch()
         return True
 
     def graceful_stop(self, fault):
-        r = self.control("stop", timeout=60)
-        rc = self.wait_exit(EXIT_WAIT_S)
+        if fault.variant:
+            # Stop, and while the records in flight drain, kill everything.
+            st = self.stats()
+            r = self.control("stop", timeout=60)
+            time.sleep(fault.duration)  # the fault: how far into the drain the kill lands
+            st = self.stats() or st
+            if st is not None and self.proc.poll() is None:
+                return self.kill_all(fault, st)
+            fault.variant = None  # the drain was over before the kill
+        else:
+            r = self.control("stop", timeout=60)
+        rc = self.wait_exit(EXIT_WAIT_S, f" after `millrace stop` (exit {r.returncode}: "
+                                         f"{r.stderr.strip()[:300]})")
         out = self.output()
         if rc != 0:
-            raise ScenarioFailure(f"graceful stop: launch {self.launches} exited {rc}; stderr:\n    "
+            raise ScenarioFailure(f"graceful stop: launch {self.launches} exited {rc}; "
+                                  "stderr:\n    "
                                   + "\n    ".join(self.error_tail()))
         if "stopped (run again to resume)" in out:
             fault.outcome = "stopped; relaunched"
@@ -632,7 +676,8 @@ class Scenario:
         alive = [pid for pid, fd in self.pidfds.items() if pidfd_alive(fd)]
         if alive:
             problems.append(f"processes of the run still alive: {alive}")
-        pg = subprocess.run(["pgrep", "-f", self.run_dir], stdout=subprocess.PIPE, text=True)
+        pattern = re.sub(r"([.^$*+?()\[\]{}|\\])", r"\\\1", self.run_dir)
+        pg = subprocess.run(["pgrep", "-f", pattern], stdout=subprocess.PIPE, text=True)
         pg_pids = [int(p) for p in pg.stdout.split()]
         if pg_pids:
             problems.append(f"pgrep -f {self.run_dir}: {pg_pids}")
@@ -715,14 +760,20 @@ class Scenario:
             if fd is not None:
                 signal_pidfd(fd, signal.SIGKILL)
                 os.close(fd)
+        # The failure report listed them; do not leave them to fill /dev/shm.
+        for path in glob.glob(f"/dev/shm/millrace-{self.run_id}-*"):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
     def replay_command(self):
         o = self.opts
         cmd = [sys.executable, os.path.abspath(__file__), "--bin", self.tools.bin_dir,
                "--source", self.tools.source_dir, "--seed", str(self.seed),
                "--scenario", self.cell]
-        defaults = {"rows": DEFAULT_ROWS, "input_seed": 1, "rate": DEFAULT_RATE, "faults": DEFAULT_FAULTS,
-                    "watchdog": "1s"}
+        defaults = {"rows": DEFAULT_ROWS, "input_seed": 1, "rate": DEFAULT_RATE,
+                    "faults": DEFAULT_FAULTS, "watchdog": "1s"}
         for key, default in defaults.items():
             if getattr(o, key) != default:
                 cmd += [f"--{key.replace('_', '-')}", str(getattr(o, key))]
@@ -796,7 +847,7 @@ def run_scenario(opts, tools, inp, cell, seed, totals):
 
 def summary(totals, elapsed, label):
     minutes = elapsed / 60.0
-    kinds = ", ".join(f"{k} {n}" for k, n in sorted(totals.kinds.items()))
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(totals.kinds.items())) or "none"
     log(f"{label}: {totals.faults} faults survived in {totals.runs} runs "
         f"({totals.launches} launches) over {minutes:.1f} minutes, "
         f"{totals.faults / minutes if minutes > 0 else 0:.1f} faults/minute")
@@ -875,7 +926,8 @@ def main():
     try:
         inp = Input(tools, opts.work_dir, opts.rows, opts.input_seed)
         log(f"chaos: seed {base_seed}, {inp.records} records per run, rate {opts.rate}/s, "
-            f"{opts.faults} faults per scenario, watchdog {opts.watchdog}, work dir {opts.work_dir}")
+            f"{opts.faults} faults per scenario, watchdog {opts.watchdog}, "
+            f"work dir {opts.work_dir}")
 
         if opts.scenario:
             ok = run_scenario(opts, tools, inp, opts.scenario, base_seed, totals)

@@ -274,6 +274,28 @@ TEST_F(ManagerTest, CounterSumIsExactAcrossManyProcesses) {
   EXPECT_EQ(client.counter("sum").get().value(), kChildren * kAdds);
 }
 
+TEST_F(ManagerTest, OneClientIsSafeToShareBetweenThreads) {
+  constexpr int kThreads = 8;
+  constexpr int kAdds = 300;
+  ManagerClient client = connect();
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      auto counter = client.counter("sum");
+      auto dict = client.dict<int>("d");
+      for (int k = 0; k < kAdds; ++k) {
+        if (!counter.add(1).ok() || !dict.set("t" + std::to_string(t), k).ok()) ++failures;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(client.counter("sum").get().value(), kThreads * kAdds);
+  EXPECT_EQ(client.dict<int>("d").size().value(), static_cast<std::size_t>(kThreads));
+  EXPECT_LE(client.lanes(), static_cast<std::size_t>(kThreads));
+}
+
 // --- Locks -------------------------------------------------------------------------------------
 
 TEST_F(ManagerTest, LockExcludesOtherProcesses) {
