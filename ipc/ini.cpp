@@ -21,7 +21,9 @@ constexpr std::string_view kBytesForms =
 constexpr std::string_view kDurationForms = "250ms, 5s, 2m, 1h (a bare number is seconds)";
 constexpr std::string_view kBoolForms = "true, false, yes, no, on, off, 1, 0";
 
-bool is_blank(char c) { return c == ' ' || c == '\t'; }
+// CR counts as a blank: files converted to CRLF (even twice) and --set values from such
+// scripts carry it at line ends, never meaning it.
+bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r'; }
 
 Error config_error(IniError code, std::string message, int sys_errno = 0) {
   return Error{"config", static_cast<int>(code), std::move(message), sys_errno};
@@ -295,7 +297,9 @@ std::string IniDocument::dump() const {
                      [](const IniEntry* a, const IniEntry* b) { return a->key < b->key; });
     for (const IniEntry* e : entries) {
       out.append(e->key).append(" =");
-      if (!e->value.empty()) out.append(" ").append(e->value);
+      // "k = ;v" would read back as an empty value and a comment: no blank before a ';'.
+      if (!e->value.empty() && e->value.front() != ';') out.append(" ");
+      out.append(e->value);
       out.append("\n");
     }
   }

@@ -41,6 +41,12 @@ inline constexpr std::uint64_t kLaneBlock = 64;
 // Lane marks use link mark slots [0, kMaxLanes); the slots above are the runtime's own.
 inline constexpr std::uint32_t kMaxLanes = 60;
 inline constexpr std::size_t kMarkEnd = 63;      // 1 + 2*complete once End was published
+// A source's checkpoint, on its first output: every position below kMarkCheckpointSeq is
+// published on every output, and the source's input resumes there at kMarkCheckpointPosition.
+// kMarkCheckpointVersion is odd while the pair is being written (a seqlock).
+inline constexpr std::size_t kMarkCheckpointVersion = 60;
+inline constexpr std::size_t kMarkCheckpointSeq = 61;
+inline constexpr std::size_t kMarkCheckpointPosition = 62;
 
 inline std::uint32_t lane_of(std::uint64_t seq, std::uint32_t lanes) {
   return static_cast<std::uint32_t>(((seq - 1) / kLaneBlock) % lanes);

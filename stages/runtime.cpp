@@ -369,6 +369,39 @@ class Worker {
     return ok_status();
   }
 
+  // The source checkpoint lives in the marks of the first output (see handover.hpp).
+  ipc::LinkWriter* checkpoint_link() {
+    for (auto& o : outputs_) {
+      if (o) return o.get();
+    }
+    return nullptr;
+  }
+
+  std::optional<Source::Checkpoint> read_checkpoint() {
+    ipc::LinkWriter* link = checkpoint_link();
+    if (link == nullptr) return std::nullopt;
+    auto marks = link->marks();
+    const std::uint64_t v = marks[kMarkCheckpointVersion].load(std::memory_order_acquire);
+    const Source::Checkpoint c{marks[kMarkCheckpointSeq].load(std::memory_order_relaxed),
+                               marks[kMarkCheckpointPosition].load(std::memory_order_relaxed)};
+    // Odd: a writer died mid-update. Zero: never written. Either way, start from the top.
+    if (v == 0 || v % 2 != 0 || c.seq == 0) return std::nullopt;
+    return c;
+  }
+
+  void write_checkpoint(const Source::Checkpoint& c) {
+    ipc::LinkWriter* link = checkpoint_link();
+    if (link == nullptr) return;
+    auto marks = link->marks();
+    const std::uint64_t v = marks[kMarkCheckpointVersion].load(std::memory_order_relaxed);
+    marks[kMarkCheckpointVersion].store(v + 1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+    marks[kMarkCheckpointSeq].store(c.seq, std::memory_order_relaxed);
+    marks[kMarkCheckpointPosition].store(c.position, std::memory_order_relaxed);
+    // Release: a reader that sees the even version sees both values.
+    marks[kMarkCheckpointVersion].store(v + 2, std::memory_order_release);
+  }
+
   void count(const Record& r) {
     if (r.kind == RecordKind::kData) {
       counters_.out++;
@@ -455,10 +488,12 @@ int run_source(Source& source) {
     w.mark_finished();
     return 0;
   }
-  // Resume after what the store holds; what this source already forwarded since is skipped.
-  const std::uint64_t first =
-      std::max<std::uint64_t>(1, stats.resume_seq.load(std::memory_order_acquire));
-  if (auto st = source.seek(first); !st) return report_fatal(st.error());
+  // Resume after what the store holds, and after what a previous incarnation published on
+  // every output (its checkpoint); what it forwarded beyond that is skipped record by record.
+  std::uint64_t first = std::max<std::uint64_t>(1, stats.resume_seq.load(std::memory_order_acquire));
+  const std::optional<Source::Checkpoint> checkpoint = w.read_checkpoint();
+  if (checkpoint && checkpoint->seq > first) first = checkpoint->seq;
+  if (auto st = source.seek(first, checkpoint); !st) return report_fatal(st.error());
 
   TokenBucket bucket;
   std::uint64_t seq = first - 1;
@@ -491,6 +526,7 @@ int run_source(Source& source) {
       w.count(r);
     }
     if (auto st = w.publish_outputs(); !st) return report_fatal(st.error());
+    if (auto pos = source.position()) w.write_checkpoint(Source::Checkpoint{seq + 1, *pos});
     w.publish_counters();
     if (at_end) {
       complete = true;

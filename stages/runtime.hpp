@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -54,8 +55,16 @@ class Source {
   virtual ~Source() = default;
   // Reads the config; returns the names of the fields of the records it produces.
   virtual Result<std::vector<std::string>> open(const StageContext& ctx) = 0;
+  // Where the next record starts in the input (e.g. a byte offset), if the source can resume
+  // there: the runtime saves it with the positions it has published.
+  [[nodiscard]] virtual std::optional<std::uint64_t> position() const { return std::nullopt; }
   // Positions the source so that the next record next() yields is the one with seq `seq`.
-  virtual Status seek(std::uint64_t seq) = 0;
+  // `from`, when given, is a saved position() at or before `seq`: {seq at it, position}.
+  struct Checkpoint {
+    std::uint64_t seq;
+    std::uint64_t position;
+  };
+  virtual Status seek(std::uint64_t seq, std::optional<Checkpoint> from) = 0;
   // Fills `out` with the next record (kData with fields, or kReject with a reason); returns
   // false at the end of the input.
   virtual Result<bool> next(Record& out) = 0;

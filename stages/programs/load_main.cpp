@@ -65,14 +65,26 @@ class LoadSource final : public Source {
     return columns_;
   }
 
-  Status seek(std::uint64_t seq) override {
-    next_seq_ = 1;
+  [[nodiscard]] std::optional<std::uint64_t> position() const override {
+    if (synthetic_) return std::nullopt;
+    return jsonl_ ? jsonl_reader_->byte_offset() : csv_reader_->byte_offset();
+  }
+
+  Status seek(std::uint64_t seq, std::optional<Checkpoint> from) override {
     if (synthetic_) {
       next_seq_ = seq;
       return ok_status();
     }
-    // Files are read again from the start up to the resume position.
     if (auto st = reopen(); !st) return st;
+    next_seq_ = 1;
+    if (from && from->seq <= seq && from->seq > 1) {
+      // Resume at the saved byte offset: no need to read the file again from its start.
+      const std::uint64_t before = from->seq - 1 + (header_ && !jsonl_ ? 1 : 0);
+      auto st = jsonl_ ? jsonl_reader_->seek(from->position, before)
+                       : csv_reader_->seek(from->position, before);
+      if (!st) return st;
+      next_seq_ = from->seq;
+    }
     Record scratch;
     while (next_seq_ < seq) {
       auto more = next(scratch);

@@ -261,11 +261,11 @@ def workers_of(stage, workers):
     return workers if stage in ("clean", "transform") else 1
 
 
-def make_schedule(seed, cell, records, faults, watchdog_s):
-    """The seeded fault schedule of one scenario: a function of (seed, cell, records) only."""
+def make_schedule(seed, cell, records, faults, watchdog_s, kinds=None):
+    """The seeded fault schedule of one scenario: a function of its arguments only."""
     rng = random.Random(f"{seed}:{cell}")
     workers = int(cell.split("-")[1][1:])
-    kinds = list(FAULT_WEIGHTS)
+    kinds = kinds or list(FAULT_WEIGHTS)
     weights = [FAULT_WEIGHTS[k] for k in kinds]
     schedule = []
     # The progress asked between faults adds up to about half the records, so that with the
@@ -313,10 +313,12 @@ class Scenario:
         self.run_dir = os.path.join(self.dir, "run")
         self.db = os.path.join(self.dir, "out.db")
         self.run_id = run_id_of(self.run_dir)
-        self.schedule = make_schedule(seed, cell, inp.records, opts.faults, opts.watchdog_s)
+        self.schedule = make_schedule(seed, cell, inp.records, opts.faults, opts.watchdog_s,
+                                      opts.kinds)
         self.proc = None
         self.launches = 0
         self.pidfds = {}           # every millrace pid seen in this scenario -> pidfd
+        self.launcher_pids = []
         self.applied = 0
         self.skipped = 0
         self.kinds = collections.Counter()
@@ -391,6 +393,7 @@ class Scenario:
         with open(self.last_out, "w") as out, open(self.last_err, "w") as err:
             self.proc = subprocess.Popen(self.run_command(), stdout=out, stderr=err,
                                          stdin=subprocess.DEVNULL)
+        self.launcher_pids.append(self.proc.pid)
         fd = pidfd_of(self.proc.pid)
         if fd is not None:
             self.pidfds[self.proc.pid] = fd
@@ -417,12 +420,39 @@ class Scenario:
 
     # -- waiting ----------------------------------------------------------------------------
 
+    def lock_holders(self):
+        """Processes with the run dir's lock file open, as 'pid (command line)'."""
+        lock = os.path.realpath(os.path.join(self.run_dir, "lock"))
+        holders = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                for fd in os.listdir(f"/proc/{entry}/fd"):
+                    if os.readlink(f"/proc/{entry}/fd/{fd}") == lock:
+                        with open(f"/proc/{entry}/cmdline", "rb") as f:
+                            cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+                        holders.append(f"{entry} ({cmd.strip()[:120]})")
+                        break
+            except OSError:
+                continue
+        return holders
+
     def finished_run(self, rc):
         """Judges a launcher that exited on its own: True when the job is complete."""
         out = self.output()
         if rc != 0:
+            detail = ""
+            if any("another launcher" in line for line in self.error_tail()):
+                holders = self.lock_holders()
+                detail = ("\n  the launchers of this scenario: " +
+                          ", ".join(f"{p} ({'alive' if pidfd_alive(fd) else 'dead'})"
+                                    for p, fd in self.pidfds.items()
+                                    if p in self.launcher_pids) +
+                          "\n  processes holding the lock file now: " +
+                          (", ".join(holders) if holders else "none"))
             raise ScenarioFailure(f"launch {self.launches} exited {rc} on its own; stderr:\n    "
-                                  + "\n    ".join(self.error_tail()))
+                                  + "\n    ".join(self.error_tail()) + detail)
         if re.search(r"^millrace: \S+ done in", out, re.M):
             return True
         if "stopped (run again to resume)" in out:
@@ -596,6 +626,13 @@ class Scenario:
         if launcher not in fds:
             fds[self.proc.pid] = os.pidfd_open(self.proc.pid)
             launcher = self.proc.pid
+        if fault.variant != "launcher only":
+            # All its children: also those that stats does not show yet (being spawned).
+            for pid in processes_naming(self.run_id, self.run_dir):
+                if pid not in fds:
+                    fd = pidfd_of(pid)
+                    if fd is not None:
+                        fds[pid] = fd
         # At once: every signal is sent before any process has a chance to react. With
         # "launcher only", the children must die by themselves (parent-death signal).
         for pid, fd in fds.items():
@@ -777,6 +814,8 @@ class Scenario:
         for key, default in defaults.items():
             if getattr(o, key) != default:
                 cmd += [f"--{key.replace('_', '-')}", str(getattr(o, key))]
+        if o.kinds:
+            cmd += ["--kinds", ",".join(o.kinds)]
         return shlex.join(cmd)
 
     def describe_schedule(self):
@@ -890,6 +929,8 @@ def main():
     ap.add_argument("--faults", type=int, default=DEFAULT_FAULTS,
                     help=f"faults per scenario (default {DEFAULT_FAULTS})")
     ap.add_argument("--watchdog", default="1s", help="watchdog of every stage (default 1s)")
+    ap.add_argument("--kinds", help="only these fault kinds, comma-separated: " +
+                    ", ".join(FAULT_WEIGHTS))
     ap.add_argument("--work-dir", help="where runs go (default: a new temporary directory)")
     ap.add_argument("--keep", action="store_true", help="keep the directories of passed runs")
     ap.add_argument("--keep-going", action="store_true", help="go on after a failed scenario")
@@ -902,6 +943,11 @@ def main():
             log(f"chaos soak skipped: set {opts.soak_minutes_from_env}=MINUTES to run it")
             return SKIP_EXIT
         opts.soak_minutes = float(value)
+    if opts.kinds:
+        opts.kinds = [k.strip() for k in opts.kinds.split(",") if k.strip()]
+        unknown = [k for k in opts.kinds if k not in FAULT_WEIGHTS]
+        if unknown:
+            ap.error(f"--kinds: unknown {unknown}; known: {', '.join(FAULT_WEIGHTS)}")
     m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s)?", opts.watchdog)
     if not m:
         ap.error("--watchdog takes e.g. 1s or 800ms")
