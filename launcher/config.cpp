@@ -124,6 +124,8 @@ constexpr KeySpec kCleanKeys[] = {
 constexpr KeySpec kTransformKeys[] = {
     {.key = "derive", .type = ValueType::kLines, .fingerprint = true,
      .help = "NAME = FUNC(ARGS) (repeatable)"},
+    {.key = "error_reason", .type = ValueType::kName, .default_value = "transform_error",
+     .fingerprint = true, .help = "reject reason of a record a derivation cannot take"},
 };
 
 constexpr KeySpec kStoreKeys[] = {
@@ -141,6 +143,10 @@ constexpr KeySpec kStoreKeys[] = {
      .help = "field whose first occurrence wins; empty: no dedup"},
     {.key = "dedup_reason", .type = ValueType::kString, .default_value = "duplicate",
      .fingerprint = true, .help = "reject reason of a duplicate"},
+    {.key = "reject_path", .type = ValueType::kPath,
+     .help = "csv/jsonl: file of rejects; empty: PATH.rejects.csv (.jsonl)"},
+    {.key = "position_column", .type = ValueType::kName, .default_value = "record_no",
+     .fingerprint = true, .help = "column holding each row's source position (for dedup_key)"},
     {.key = "batch_rows", .type = ValueType::kInt, .default_value = "5000", .min = "1",
      .max = "1000000", .help = "rows per transaction"},
     {.key = "commit_interval", .type = ValueType::kDuration, .default_value = "200ms",

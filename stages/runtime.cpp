@@ -24,8 +24,11 @@ namespace millrace::stages {
 // StageContext
 
 std::string StageContext::get(std::string_view key, std::string_view fallback) const {
+  // An empty value means "not set" (the resolved config lists every key, empty ones too).
   if (section != nullptr) {
-    if (const ipc::IniEntry* e = section->find(key)) return e->value;
+    if (const ipc::IniEntry* e = section->find(key); e != nullptr && !e->value.empty()) {
+      return e->value;
+    }
   }
   return std::string(fallback);
 }
@@ -252,7 +255,7 @@ class Worker {
     }
     if (open.empty()) return ok_status();
     auto r = ipc::wait_any(open, kWaitSlice);
-    heartbeat(ipc::Activity::kWaitingInput);
+    heartbeat(ipc::Activity::kBusy);  // what follows a wait is work: reading, deciding
     if (!r && r.error().code != static_cast<int>(ipc::LinkError::kTimeout)) return r.error();
     return ok_status();
   }

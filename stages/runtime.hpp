@@ -41,7 +41,7 @@ struct StageContext {
   const ipc::IniSection* section = nullptr;  // the stage's own section; may be null
   std::vector<std::string> input_columns;    // names of the fields of incoming data records
 
-  // The value of `key` in the stage's section, or `fallback`.
+  // The value of `key` in the stage's section, or `fallback` when it is missing or empty.
   [[nodiscard]] std::string get(std::string_view key, std::string_view fallback = "") const;
   // Every value of a repeatable key, with "file:line" for messages.
   [[nodiscard]] std::vector<std::pair<std::string, std::string>> get_all(std::string_view key) const;

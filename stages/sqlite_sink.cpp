@@ -64,6 +64,9 @@ Result<SqliteSinkOptions> sqlite_sink_options(const StageContext& ctx) {
   o.fingerprint = ctx.handover.fingerprint;
   o.where = ctx.where("columns");
   if (o.path.empty()) return sink_error(ctx.where("path") + ": the store needs a database path");
+  if (o.columns.empty()) {  // every field, as text
+    for (const std::string& f : ctx.input_columns) o.columns += (o.columns.empty() ? "" : ", ") + f + " TEXT";
+  }
   if (o.columns.empty()) return sink_error(o.where + ": the store needs its table's columns");
   return o;
 }

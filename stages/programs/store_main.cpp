@@ -1,6 +1,8 @@
-// millrace-store: the built-in sink. SQLite (rows, rejects and positions in one transaction).
+// millrace-store: the built-in sink. SQLite (rows, rejects and positions in one transaction),
+// or CSV / JSON Lines files (appended, with the committed lengths and positions beside them).
 #include <cstdio>
 
+#include "stages/file_sink.hpp"
 #include "stages/handover.hpp"
 #include "stages/runtime.hpp"
 #include "stages/sqlite_sink.hpp"
@@ -13,8 +15,15 @@ class StoreSink final : public Sink {
  public:
   Result<SinkProgress> open(const StageContext& ctx) override {
     const std::string kind = ctx.get("kind", "sqlite");
+    if (kind == "csv" || kind == "jsonl") {
+      auto options = file_sink_options(ctx, kind == "csv" ? FileSinkOptions::Format::kCsv
+                                                          : FileSinkOptions::Format::kJsonl);
+      if (!options) return options.error();
+      sink_ = std::make_unique<FileSink>(std::move(*options));
+      return sink_->open(ctx);
+    }
     if (kind != "sqlite") {
-      return Error{"store", 1, ctx.where("kind") + ": kind '" + kind + "' is not supported (sqlite)", 0};
+      return Error{"store", 1, ctx.where("kind") + ": kind '" + kind + "' is not sqlite, csv or jsonl", 0};
     }
     auto options = sqlite_sink_options(ctx);
     if (!options) return options.error();

@@ -9,11 +9,13 @@ schedule of faults:
   kill_manager    SIGKILL of the manager (skipped when the run has none)
   stop_short      SIGSTOP, then SIGCONT before the watchdog fires
   stop_long       SIGSTOP longer than the watchdog: the watchdog must kill and restart it
-  kill_all        SIGKILL of the launcher and all its children at once, then a fresh run
-  graceful_stop   `millrace stop`, then a fresh run
+  kill_all        SIGKILL of the launcher and all its children at once, then a fresh run;
+                  in some, of the launcher only (its children must die with it)
+  graceful_stop   `millrace stop`, then a fresh run; in some, a kill_all during the drain
 
 Faults are timed against observed progress (records committed by the store, polled with
-`millrace stats --json`), never against the clock alone. After each scenario:
+`millrace stats --json`), never against the clock alone; a quarter of the kills fire as soon
+as the run is up again, while it still recovers from the previous fault. After each scenario:
 
   - the last run exits 0, its report says "done" and its accounting line says "ok";
   - `orders` and `rejects` equal those of an independent reference implementation row for row;
@@ -31,6 +33,7 @@ Modes:
   chaos.py ... --budget-seconds 180 --min-faults 200            CI: until both are reached
   chaos.py ... --soak-minutes 10                                soak: prints faults per minute
   chaos.py ... --seed S --scenario shm-w2-small                 replay one scenario
+  chaos.py ... --kinds kill_store,kill_all                      only these fault kinds
 
 Exit: 0 all scenarios passed, 1 a scenario failed (its seed, schedule and replay command are
 printed, its directory is kept), 2 usage error, 77 soak skipped (no minutes given).
@@ -424,8 +427,9 @@ class Scenario:
         """Processes with the run dir's lock file open, as 'pid (command line)'."""
         lock = os.path.realpath(os.path.join(self.run_dir, "lock"))
         holders = []
+        me = str(os.getpid())
         for entry in os.listdir("/proc"):
-            if not entry.isdigit():
+            if not entry.isdigit() or entry == me:
                 continue
             try:
                 for fd in os.listdir(f"/proc/{entry}/fd"):
@@ -727,12 +731,15 @@ class Scenario:
             problems.append(f"shared-memory segments left: {segments}")
         lock = os.path.join(self.run_dir, "lock")
         if os.path.exists(lock):
+            # Free for both kinds of lock a launcher may take: flock and POSIX record locks.
             with open(lock, "a") as f:
-                try:
-                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    fcntl.flock(f, fcntl.LOCK_UN)
-                except OSError:
-                    problems.append(f"the run dir lock {lock} is still held")
+                for kind, take in (("flock", fcntl.flock), ("POSIX record lock", fcntl.lockf)):
+                    try:
+                        take(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        take(f, fcntl.LOCK_UN)
+                    except OSError:
+                        problems.append(f"the run dir lock {lock} is still held ({kind}; "
+                                        f"open by: {', '.join(self.lock_holders()) or '?'})")
         if problems:
             raise ScenarioFailure("leftovers after the run:\n    " + "\n    ".join(problems))
 
