@@ -310,6 +310,7 @@ class Worker {
       auto encoded = ipc::encode(r, space);
       if (encoded.fit) {
         w.commit(encoded.size);
+        last_emitted_ = r.kind;
         counters_.bytes_out += encoded.size;
         if (r.kind != RecordKind::kEnd) {
           std::uint64_t& last = forwarded_[j][lane_of(r.seq, handover().lanes)];
@@ -318,11 +319,19 @@ class Worker {
         return ok_status();
       }
       if (encoded.size > w.max_record_size()) {
-        return stage_error(handover(), "record " + std::to_string(r.seq) + " (" +
-                                           std::to_string(encoded.size) +
-                                           " bytes) is larger than its link can carry (" +
-                                           std::to_string(w.max_record_size()) +
-                                           "): raise [link] capacity");
+        // It can never cross this link: it goes on as a reject (the same answer every time,
+        // so a restart decides alike), and the log says how to let such records through.
+        if (r.kind != RecordKind::kData) {
+          return stage_error(handover(), "record " + std::to_string(r.seq) + " cannot cross its link");
+        }
+        std::fprintf(stderr, "record %llu (%zu bytes) is larger than its link can carry (%zu): "
+                     "rejected as record_too_large; raise [link] capacity to keep such records\n",
+                     static_cast<unsigned long long>(r.seq), encoded.size, w.max_record_size());
+        too_large_.seq = r.seq;
+        too_large_.kind = RecordKind::kReject;
+        too_large_.reason = "record_too_large";
+        too_large_.fields.clear();
+        return emit(j, too_large_);
       }
       want = encoded.size;  // the reservation is abandoned by the next try_reserve
     }
@@ -405,10 +414,11 @@ class Worker {
     marks[kMarkCheckpointVersion].store(v + 2, std::memory_order_release);
   }
 
-  void count(const Record& r) {
-    if (r.kind == RecordKind::kData) {
+  // Counts the record emit() last sent, as what it went out as.
+  void count_emitted() {
+    if (last_emitted_ == RecordKind::kData) {
       counters_.out++;
-    } else if (r.kind == RecordKind::kReject) {
+    } else if (last_emitted_ == RecordKind::kReject) {
       counters_.rejected++;
     }
   }
@@ -427,6 +437,8 @@ class Worker {
   std::size_t next_input_ = 0;
   int batch_ = 512;
   std::vector<Record> batch_records_;
+  Record too_large_;  // what a record too large for its link becomes
+  RecordKind last_emitted_ = RecordKind::kData;
   ipc::WorkerCounters counters_;
   ipc::Activity activity_ = ipc::Activity::kStarting;
   std::int64_t last_activity_change_ = 0;
@@ -526,7 +538,7 @@ int run_source(Source& source) {
         continue;
       }
       if (auto st = w.emit(w.route(r.seq), r); !st) return report_fatal(st.error());
-      w.count(r);
+      w.count_emitted();
     }
     if (auto st = w.publish_outputs(); !st) return report_fatal(st.error());
     if (auto pos = source.position()) w.write_checkpoint(Source::Checkpoint{seq + 1, *pos});
@@ -583,7 +595,7 @@ int run_processor(Processor& processor) {
     if (auto st = processor.process(batch); !st) return report_fatal(st.error());
     for (const Record& r : batch) {
       if (auto st = w.emit(w.route(r.seq), r); !st) return report_fatal(st.error());
-      w.count(r);
+      w.count_emitted();
     }
     if (auto st = w.publish_outputs(); !st) return report_fatal(st.error());
     if (auto st = w.release_inputs(); !st) return report_fatal(st.error());
