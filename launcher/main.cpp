@@ -1,5 +1,3 @@
-#include <cstdio>
-
 #include "launcher/cli.hpp"
 #include "launcher/commands.hpp"
 #include "launcher/config.hpp"
@@ -20,9 +18,8 @@ int main(int argc, char** argv) {
     case Command::kStop: return run_control(inv);
     case Command::kLogs: return run_logs(inv);
     case Command::kManager: return run_manager(inv);
-    case Command::kSet:
+    case Command::kSet: return run_set(inv);
     case Command::kNone: break;
   }
-  std::fprintf(stderr, "millrace: `set` and the manager are not implemented yet\n");
-  return kExitRunFailed;
+  return kExitUsage;
 }

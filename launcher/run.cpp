@@ -76,6 +76,57 @@ std::string tail_lines(const std::filesystem::path& path, int n) {
   return out;
 }
 
+// The manager is supervised like a stage, by its own Supervisor: it never finishes its
+// stream, so it must not hold up the end of the run, and it stops when the run does.
+class ManagerControl final : public ProcessControl {
+ public:
+  ManagerControl(const RunDir& dir, ipc::StatsLayout& stats) : dir_(dir), stats_(stats) {}
+
+  Result<pid_t> spawn(const WorkerKey&) override {
+    SpawnRequest req;
+    char self[4096];
+    const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+    req.program = n > 0 ? std::string(self, static_cast<std::size_t>(n)) : "millrace";
+    req.args = {"__manager", dir_.config_path().string()};
+    req.env = {"MILLRACE_MANAGER=" + dir_.manager_socket().string(),
+               "MILLRACE_SECRET=" + dir_.secret_path().string(),
+               "MILLRACE_MANAGER_STATE=" + (dir_.path() / "manager.state").string()};
+    req.log = dir_.log_path("manager", 0);
+    auto pid = spawn_child(req);
+    if (pid) stats_.manager_pid.store(*pid, std::memory_order_relaxed);
+    pid_ = pid ? *pid : 0;
+    return pid;
+  }
+  Status signal(pid_t pid, int sig) override {
+    if (::kill(pid, sig) != 0) return sys_error("run", "kill", std::to_string(pid), errno);
+    return ok_status();
+  }
+  [[nodiscard]] Clock::time_point now() const override { return Clock::now(); }
+  double random_unit() override { return 0.5; }
+  [[nodiscard]] std::optional<Clock::time_point> heartbeat(const WorkerKey&) const override {
+    return std::nullopt;  // no watchdog: liveness is its process and its socket
+  }
+  [[nodiscard]] bool finished(const WorkerKey&) const override { return false; }
+  [[nodiscard]] pid_t pid() const { return pid_; }
+
+ private:
+  const RunDir& dir_;
+  ipc::StatsLayout& stats_;
+  pid_t pid_ = 0;
+};
+
+// A fresh secret for the run's manager, readable by the run's user only.
+Status write_secret(const std::filesystem::path& path) {
+  std::random_device rd;
+  std::string secret;
+  for (int i = 0; i < 32; ++i) {
+    char hex[3];
+    std::snprintf(hex, sizeof hex, "%02x", rd() & 0xff);
+    secret += hex;
+  }
+  return write_file_atomically(path, secret + "\n", 0600);
+}
+
 class Launcher final : public ProcessControl {
  public:
   Launcher(PipelineConfig config, RunDir dir, Topology topology, ipc::SharedSegment stats,
@@ -124,6 +175,7 @@ class Launcher final : public ProcessControl {
   void sync_stats();
   void show_progress(bool final_line);
   void kill_everything();
+  void stop_manager();
   int report(bool failed);
 
   PipelineConfig config_;
@@ -134,10 +186,13 @@ class Launcher final : public ProcessControl {
   std::string fingerprint_;
   std::mt19937_64 rng_;
   std::optional<Supervisor> supervisor_;
+  std::optional<ManagerControl> manager_control_;
+  std::optional<Supervisor> manager_;
   std::optional<ControlServer> control_;
   int signal_fd_ = -1;
   std::map<pid_t, WorkerKey> pids_;
   std::vector<long> peak_rss_kib_;  // per worker slot, across incarnations
+  long peak_rss_manager_kib_ = 0;
   bool draining_ = false;
   bool abort_now_ = false;
   bool rewind_pending_ = false;
@@ -193,6 +248,10 @@ Result<pid_t> Launcher::spawn(const WorkerKey& key) {
   h.stats_segment = dir_.stats_segment();
   h.slot = plan.slot;
   h.fingerprint = fingerprint_;
+  if (config_.manager.enabled) {
+    h.manager_socket = dir_.manager_socket().string();
+    h.secret_path = dir_.secret_path().string();
+  }
   SpawnRequest req;
   req.program = stage.builtin.empty() ? stage.exec : builtin_program(stage.builtin);
   req.env = stages::handover_to_env(h);
@@ -227,7 +286,15 @@ void Launcher::reap() {
     const pid_t pid = ::wait4(-1, &status, WNOHANG, &ru);
     if (pid <= 0) return;
     auto it = pids_.find(pid);
-    if (it == pids_.end()) continue;
+    if (it == pids_.end()) {
+      if (manager_) {
+        manager_->on_exit(pid, WIFSIGNALED(status) ? ExitStatus{true, WTERMSIG(status)}
+                                                   : ExitStatus{false, WEXITSTATUS(status)});
+        peak_rss_manager_kib_ = std::max(peak_rss_manager_kib_, ru.ru_maxrss);
+        stats_.manager_pid.store(0, std::memory_order_relaxed);
+      }
+      continue;
+    }
     const WorkerKey key = it->second;
     pids_.erase(it);
     const std::uint32_t slot_index = topology_.worker(key.stage, key.index).slot;
@@ -327,6 +394,11 @@ std::string Launcher::on_control(const std::string& request) {
 }
 
 void Launcher::sync_stats() {
+  if (manager_) {
+    stats_.manager_phase.store(static_cast<std::uint32_t>(manager_->phase_of({0, 0})),
+                               std::memory_order_relaxed);
+    stats_.manager_restarts.store(manager_->restarts_of({0, 0}), std::memory_order_relaxed);
+  }
   for (const WorkerPlan& w : topology_.workers()) {
     const WorkerKey key{w.stage, w.index};
     ipc::WorkerSlot& s = stats_.workers[w.slot];
@@ -364,6 +436,21 @@ void Launcher::show_progress(bool final_line) {
   }
 }
 
+void Launcher::stop_manager() {
+  if (!manager_) return;
+  manager_->set_draining(true);
+  if (auto pid = manager_->pid_of({0, 0})) {
+    ::kill(*pid, SIGTERM);
+    int status = 0;
+    rusage ru{};
+    // The manager journals as it goes; SIGTERM only ends its loop.
+    while (::wait4(*pid, &status, 0, &ru) < 0 && errno == EINTR) {
+    }
+    peak_rss_manager_kib_ = std::max(peak_rss_manager_kib_, ru.ru_maxrss);
+  }
+  stats_.manager_pid.store(0, std::memory_order_relaxed);
+}
+
 void Launcher::kill_everything() {
   for (const auto& [pid, key] : pids_) ::kill(pid, SIGKILL);
   while (!pids_.empty()) {
@@ -396,6 +483,19 @@ int Launcher::execute() {
     specs.push_back(StageSpec{s.name, static_cast<std::uint32_t>(s.workers), policy_of(s)});
   }
   supervisor_.emplace(std::move(specs), *this);
+  if (config_.manager.enabled) {
+    if (auto st = write_secret(dir_.secret_path()); !st) {
+      std::fprintf(stderr, "millrace: %s\n", st.error().what().c_str());
+      return kExitRunFailed;
+    }
+    manager_control_.emplace(dir_, stats_);
+    manager_.emplace(std::vector<StageSpec>{StageSpec{"manager", 1, policy_of(config_.manager)}},
+                     *manager_control_);
+    if (auto st = manager_->start_stage(0); !st) {
+      std::fprintf(stderr, "millrace: %s\n", manager_->failure()->message.c_str());
+      return kExitRunFailed;
+    }
+  }
   stats_.run_state.store(static_cast<std::uint32_t>(ipc::RunState::kRunning));
   // Every stage starts at once: the source waits for the store to publish its position.
   for (std::size_t s = config_.stages.size(); s-- > 0;) {
@@ -429,6 +529,13 @@ int Launcher::execute() {
       rewind_pending_ = false;
     }
     supervisor_->tick();
+    if (manager_) {
+      manager_->tick();
+      if (manager_->failure() && !supervisor_->failure()) {
+        std::fprintf(stderr, "\nmillrace: %s\n", manager_->failure()->message.c_str());
+        abort_now_ = true;
+      }
+    }
     sync_stats();
     show_progress(false);
     if (draining_ && Clock::now() - drain_started_ > config_.drain_timeout) {
@@ -439,6 +546,7 @@ int Launcher::execute() {
   }
   const bool failed = supervisor_->failure().has_value() || abort_now_;
   if (failed) kill_everything();
+  stop_manager();
   sync_stats();
   return report(failed);
 }
@@ -506,6 +614,7 @@ int Launcher::report(bool failed) {
   }
   long rss = 0;
   for (long r : peak_rss_kib_) rss += r;
+  rss += peak_rss_manager_kib_;
   rusage self{};
   ::getrusage(RUSAGE_SELF, &self);
   rss += self.ru_maxrss;

@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "ipc/manager_client.hpp"
 #include "ipc/stats.hpp"
 #include "launcher/commands.hpp"
 #include "launcher/config.hpp"
@@ -228,6 +229,16 @@ int run_stats(const Invocation& inv) {
     return kExitRunFailed;
   }
   const ipc::StatsLayout& s = ipc::stats_of(*attached);
+  if (inv.rejects) {
+    auto client = ipc::ManagerClient::connect(config->run_dir / "manager.sock",
+                                              config->run_dir / "secret", std::chrono::seconds(2));
+    if (!client) {
+      std::fprintf(stderr, "millrace: %s\n", client.error().what().c_str());
+      return kExitRunFailed;
+    }
+    std::printf("%s", render_reject_samples(*client).c_str());
+    return kExitOk;
+  }
   if (inv.json) {
     std::printf("%s\n", render_json(s, take(s)).dump().c_str());
     return kExitOk;

@@ -14,8 +14,10 @@
 #include "ipc/codec.hpp"
 #include "ipc/link.hpp"
 #include "ipc/link_open.hpp"
+#include "ipc/manager_client.hpp"
 #include "ipc/stats.hpp"
 #include "stages/builtin_config.hpp"
+#include "stages/csv_reader.hpp"
 #include "stages/seq_set.hpp"
 
 namespace millrace::stages {
@@ -164,9 +166,62 @@ class Worker {
     }
     ended_.assign(inputs_.size(), false);
     batch_records_.resize(static_cast<std::size_t>(batch_));
+    connect_manager();
     last_activity_change_ = ipc::monotonic_ns();
     return ok_status();
   }
+
+  // The manager is optional: a stage works without it, only live settings and reject samples
+  // need it, and a call never waits long for it.
+  void connect_manager() {
+    const Handover& ho = ctx_.handover;
+    if (ho.manager_socket.empty()) return;
+    auto client = ipc::ManagerClient::connect(ho.manager_socket, ho.secret_path,
+                                              std::chrono::seconds(2));
+    if (!client) {
+      std::fprintf(stderr, "manager unreachable, running without live settings: %s\n",
+                   client.error().what().c_str());
+      return;
+    }
+    client->set_call_timeout(std::chrono::milliseconds(200));
+    manager_.emplace(std::move(*client));
+    ctx_.sample_reject = [this](std::string_view reason, const std::vector<std::string>& fields) {
+      sample(reason, fields);
+    };
+  }
+
+  void sample(std::string_view reason, const std::vector<std::string>& fields) {
+    if (!manager_ || Clock::now() < sampling_paused_until_) return;
+    std::size_t& kept = samples_[std::string(reason)];
+    if (kept >= kSamplesPerReason) return;
+    std::string text;
+    for (std::size_t i = 0; i < fields.size(); ++i) {
+      if (i) text += ',';
+      append_csv_field(text, fields[i].size() > 200 ? fields[i].substr(0, 200) : fields[i]);
+    }
+    if (auto st = ipc::sample_reject(*manager_, reason, text, kSamplesPerReason); !st) {
+      sampling_paused_until_ = Clock::now() + std::chrono::seconds(5);
+      return;
+    }
+    ++kept;
+  }
+
+  // The live settings, read at most once a second; `fallback` while the manager is away.
+  ipc::LiveSettings live_settings(const ipc::LiveSettings& fallback) {
+    if (!manager_) return fallback;
+    const auto now = Clock::now();
+    if (now - settings_read_ >= std::chrono::seconds(1) || settings_read_ == Clock::time_point{}) {
+      settings_read_ = now;
+      if (auto s = ipc::read_live_settings(*manager_, fallback)) {
+        settings_ = *s;
+      } else {
+        settings_ = fallback;
+      }
+    }
+    return settings_;
+  }
+  // Re-read the settings at the next call (while paused, to resume promptly).
+  void refresh_settings_soon() { settings_read_ = Clock::now() - std::chrono::milliseconds(800); }
 
   const Handover& handover() const { return ctx_.handover; }
   StageContext& context() { return ctx_; }
@@ -437,6 +492,12 @@ class Worker {
   std::size_t next_input_ = 0;
   int batch_ = 512;
   std::vector<Record> batch_records_;
+  static constexpr std::size_t kSamplesPerReason = 5;
+  std::optional<ipc::ManagerClient> manager_;
+  std::map<std::string, std::size_t> samples_;
+  Clock::time_point sampling_paused_until_{};
+  Clock::time_point settings_read_{};
+  ipc::LiveSettings settings_;
   Record too_large_;  // what a record too large for its link becomes
   RecordKind last_emitted_ = RecordKind::kData;
   ipc::WorkerCounters counters_;
@@ -517,7 +578,15 @@ int run_source(Source& source) {
   for (;;) {
     w.heartbeat(ipc::Activity::kBusy);
     if (stop_requested()) break;
-    if (!bucket.take(source.rate_limit(), static_cast<std::size_t>(w.batch_),
+    // `millrace set` changes the rate and pauses the pipeline at its source, live.
+    ipc::LiveSettings live = w.live_settings(ipc::LiveSettings{source.rate_limit(), false});
+    if (live.paused) {
+      w.heartbeat(ipc::Activity::kWaitingInput);
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));  // paused: nothing to do
+      w.refresh_settings_soon();
+      continue;
+    }
+    if (!bucket.take(live.rate_limit, static_cast<std::size_t>(w.batch_),
                      [&] { w.heartbeat(ipc::Activity::kBlockedOutput); })) {
       break;
     }

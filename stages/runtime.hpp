@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -40,6 +41,10 @@ struct StageContext {
   std::shared_ptr<const ipc::IniDocument> config;
   const ipc::IniSection* section = nullptr;  // the stage's own section; may be null
   std::vector<std::string> input_columns;    // names of the fields of incoming data records
+  // Keeps a few records per reject reason on the run's manager, for `millrace stats
+  // --rejects`; cheap once a reason has its samples, a no-op without a manager.
+  std::function<void(std::string_view reason, const std::vector<std::string>& fields)>
+      sample_reject = [](std::string_view, const std::vector<std::string>&) {};
 
   // The value of `key` in the stage's section, or `fallback` when it is missing or empty.
   [[nodiscard]] std::string get(std::string_view key, std::string_view fallback = "") const;

@@ -15,6 +15,7 @@ class CleanProcessor final : public Processor {
                                    config_lines(ctx.section, "check"), ctx.input_columns);
     if (!rules) return rules.error();
     rules_.emplace(std::move(*rules));
+    ctx_ = &ctx;
     return ctx.input_columns;
   }
 
@@ -22,6 +23,7 @@ class CleanProcessor final : public Processor {
     for (Record& r : batch) {
       if (r.kind != RecordKind::kData) continue;
       if (auto reason = rules_->apply(r.fields)) {
+        ctx_->sample_reject(*reason, r.fields);
         r.kind = RecordKind::kReject;
         r.reason.assign(*reason);
         r.fields.clear();
@@ -32,6 +34,7 @@ class CleanProcessor final : public Processor {
 
  private:
   std::optional<CleanRules> rules_;
+  const StageContext* ctx_ = nullptr;
 };
 
 }  // namespace

@@ -17,7 +17,7 @@ using testing::spawn_child;
 using testing::TempDir;
 using testing::wait_child;
 
-constexpr int kKills = 6;
+constexpr int kKills = 25;
 
 TEST(ManagerStress, RepeatedManagerKillsLoseAndDuplicateNoIncrement) {
   TempDir dir;
@@ -25,7 +25,7 @@ TEST(ManagerStress, RepeatedManagerKillsLoseAndDuplicateNoIncrement) {
   manager.start();
   std::mt19937_64 rng(testing::test_seed(77));
   constexpr int kChildren = 4;
-  constexpr int kAdds = 3000;
+  constexpr int kAdds = 5000;
   constexpr int kReportEvery = 100;
   Signal progress;
   std::vector<pid_t> children;
@@ -80,7 +80,7 @@ TEST(ManagerStress, QueueItemsArriveExactlyOnceInOrderAcrossManagerKills) {
   ManagerProcess manager(dir.path());
   manager.start();
   std::mt19937_64 rng(testing::test_seed(99));
-  constexpr int kItems = 4000;
+  constexpr int kItems = 10000;
   constexpr int kReportEvery = 100;
   Signal progress;
   const pid_t producer = spawn_child([&] {

@@ -10,6 +10,7 @@
 
 #include "launcher/cli.hpp"
 #include "launcher/commands.hpp"
+#include "launcher/manager_server.hpp"
 #include "tests/manager/manager_test_support.hpp"
 
 namespace millrace::ipc {
@@ -413,6 +414,51 @@ TEST_F(ManagerTest, StateSurvivesAManagerKillAndClientsReconnectByThemselves) {
   manager_.start();
   EXPECT_EQ(client.counter("c").get().value(), 6);
   EXPECT_EQ(client.queue<int>("q", 4).size().value(), 0u);
+}
+
+// The server loop in a forked child, with a tiny compaction threshold: the journal is folded
+// into snapshots many times while clients write, and a kill at any point keeps the state.
+TEST(ManagerCompaction, JournalIsCompactedWhileRunningAndStateSurvivesAKill) {
+  TempDir dir;
+  launcher::ManagerServerOptions options;
+  options.socket_path = dir.path() / "manager.sock";
+  options.secret_path = dir.path() / "secret";
+  options.state_path = dir.path() / "manager.state";
+  options.compact_min_bytes = 4096;
+  ASSERT_TRUE(create_secret_file(options.secret_path).ok());
+  auto start_server = [&] {
+    int fds[2];
+    EXPECT_EQ(::pipe(fds), 0);
+    const pid_t pid = spawn_child([&] {
+      ::close(fds[0]);
+      launcher::ManagerServerOptions o = options;
+      o.ready_fd = fds[1];
+      return launcher::serve_manager(o).ok() ? 0 : 1;
+    });
+    ::close(fds[1]);
+    char c = 0;
+    EXPECT_EQ(::read(fds[0], &c, 1), 1);
+    ::close(fds[0]);
+    return pid;
+  };
+  pid_t server = start_server();
+  auto client = ManagerClient::connect(options.socket_path, options.secret_path, 10s);
+  ASSERT_TRUE(client.ok()) << client.error().what();
+  auto dict = client->dict<std::string>("d");
+  for (int i = 0; i < 3000; ++i) {
+    ASSERT_TRUE(dict.set("k" + std::to_string(i % 50), std::string(40, static_cast<char>('a' + i % 26))).ok());
+    ASSERT_TRUE(client->counter("c").add().ok());
+  }
+  // 6000 journaled changes of ~150 bytes would take ~900 KB; compaction keeps the file small.
+  EXPECT_LT(std::filesystem::file_size(options.state_path), 64u * 1024u);
+  ::kill(server, SIGKILL);
+  EXPECT_EQ(wait_child(server), 128 + SIGKILL);
+  server = start_server();
+  EXPECT_EQ(client->counter("c").get().value(), 3000);
+  EXPECT_EQ(dict.size().value(), 50u);
+  EXPECT_EQ(dict.get("k49").value(), std::string(40, static_cast<char>('a' + 2999 % 26)));
+  ::kill(server, SIGTERM);
+  EXPECT_EQ(wait_child(server), 0);
 }
 
 TEST_F(ManagerTest, CountsStayExactWhenTheManagerIsKilledMidRun) {
