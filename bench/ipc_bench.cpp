@@ -295,8 +295,9 @@ std::vector<std::byte> make_filler(std::size_t size) {
 
 inline void write_record(std::byte* p, std::size_t size, std::uint64_t seq,
                          const std::byte* filler) {
+  assert(size >= 16 && "records hold at least a seq and a check word");
   put_u64(p, seq);
-  std::memcpy(p + 8, filler, size - 16);
+  std::memcpy(p + 8, filler, size > 16 ? size - 16 : 0);
   if (const std::size_t mid = mid_offset(size); mid != 0) put_u64(p + mid, mix(seq + 1));
   put_u64(p + size - 8, mix(seq));
 }

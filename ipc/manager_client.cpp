@@ -59,6 +59,7 @@ struct Lane {
   std::vector<std::byte> in;
   std::size_t in_used = 0;
   std::int64_t recv_timeout_ms = -1;  // what SO_RCVTIMEO is set to; -1 unknown
+  std::uint32_t spin_skip = 0;        // calls left before spinning is tried again
   Request request;
   Reply reply;
 
@@ -108,8 +109,49 @@ Attempt send_all(Lane& lane, std::span<const std::byte> data, Clock::time_point 
   return Attempt::ok();
 }
 
-// Reads until lane.in holds one whole frame; its message is lane.in[4, 4 + size).
-Attempt read_frame(Lane& lane, Clock::time_point deadline, std::size_t& size) {
+// Waiting for a reply spins first, when another CPU can run the manager meanwhile: a sleep and
+// wake-up costs more than the whole request (FIELD_NOTES: ~48 us vs ~150 ns here). The spin is
+// bounded, and adaptive: a spin that ends without the reply (a busy machine, a slow request)
+// turns spinning off for the next kSpinSkip calls of the lane, so a loaded machine sees plain
+// blocking waits.
+constexpr auto kSpinLimit = std::chrono::microseconds(25);
+constexpr std::uint32_t kSpinSkip = 256;
+
+bool spinning_can_help() {
+  static const bool many_cpus = ::sysconf(_SC_NPROCESSORS_ONLN) > 1;
+  return many_cpus;
+}
+
+// Polls the socket without sleeping for up to kSpinLimit. True when a whole frame arrived.
+bool spin_for_frame(Lane& lane) {
+  const auto until = Clock::now() + kSpinLimit;
+  for (;;) {
+    const FrameCheck check = check_frame(std::span<const std::byte>(lane.in.data(), lane.in_used));
+    if (check.state != FrameState::kIncomplete) return true;
+    const std::size_t want = std::max<std::size_t>(kFramePrefixSize + check.message_size,
+                                                   lane.in_used + 4096);
+    if (lane.in.size() < want) lane.in.resize(std::max(want, lane.in.size() * 2));
+    const ssize_t n = ::recv(lane.fd, lane.in.data() + lane.in_used, lane.in.size() - lane.in_used,
+                             MSG_DONTWAIT);
+    if (n > 0) {
+      lane.in_used += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) return false;
+    if (Clock::now() >= until) return false;
+  }
+}
+
+// Reads until lane.in holds one whole frame; its message is lane.in[4, 4 + size). `spin`: the
+// reply to a request just sent (worth spinning for).
+Attempt read_frame(Lane& lane, Clock::time_point deadline, std::size_t& size, bool spin = false) {
+  if (spin && spinning_can_help()) {
+    if (lane.spin_skip > 0) {
+      --lane.spin_skip;
+    } else if (!spin_for_frame(lane)) {
+      lane.spin_skip = kSpinSkip;
+    }
+  }
   for (;;) {
     const FrameCheck check = check_frame(std::span<const std::byte>(lane.in.data(), lane.in_used));
     if (check.state == FrameState::kOversized) {
@@ -374,7 +416,7 @@ struct ManagerClient::Impl {
       }
       Attempt a = send_all(lane, lane.out, deadline);
       std::size_t size = 0;
-      if (a.kind == Attempt::kOk) a = read_frame(lane, deadline, size);
+      if (a.kind == Attempt::kOk) a = read_frame(lane, deadline, size, true);
       if (a.kind == Attempt::kRetry) {
         drop(lane);
         if (Clock::now() >= deadline) {

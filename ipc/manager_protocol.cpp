@@ -290,6 +290,18 @@ std::string_view op_name(OpCode code) {
   return "unknown op";
 }
 
+namespace detail {
+
+void refuse_unknown_fields(std::uint32_t present, std::uint32_t known) {
+  if ((present & ~known) != 0) {
+    throw DecodeFailure{CodecError::kCorrupt,
+                        "the field mask " + std::to_string(present) +
+                            " names fields this build does not know (a peer of another version?)"};
+  }
+}
+
+}  // namespace detail
+
 FrameCheck check_frame(std::span<const std::byte> buffered) {
   if (buffered.size() < kFramePrefixSize) return {};
   std::uint32_t length = 0;

@@ -39,6 +39,7 @@
 //    out (or, for a queue, to remove) a value of another type.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cassert>
 #include <cstddef>
@@ -115,14 +116,31 @@ inline std::span<const std::byte> as_byte_span(const Bytes& bytes) {
   return {reinterpret_cast<const std::byte*>(bytes.data()), bytes.size()};
 }
 
-// Encodes `value` as a codec message into `out` (replacing its contents, keeping capacity).
+namespace detail {
+
+// Per thread and type: the room to reserve before encoding, from the last message's size.
+template <class T>
+inline thread_local std::size_t frame_size_guess = 256;
+
+}  // namespace detail
+
+// Encodes `value` as a codec message into `out` (replacing its contents, keeping capacity), in
+// one pass when the last value of this type was not smaller.
 template <Transferable T>
 void encode_value(const T& value, Bytes& out) {
-  out.resize(encoded_size(value));
-  const EncodeResult r =
-      encode(value, std::span<std::byte>(reinterpret_cast<std::byte*>(out.data()), out.size()));
-  assert(r.fit && "encoded_size() and encode() disagree");
-  static_cast<void>(r);
+  std::size_t& guess = detail::frame_size_guess<T>;
+  out.resize(guess);
+  auto span = [&out] {
+    return std::span<std::byte>(reinterpret_cast<std::byte*>(out.data()), out.size());
+  };
+  EncodeResult r = encode(value, span());
+  if (!r.fit) {
+    out.resize(r.size);
+    r = encode(value, span());
+    assert(r.fit && "encode() needs more room than it said");
+  }
+  out.resize(r.size);
+  guess = std::min<std::size_t>(r.size + r.size / 4 + 16, 64 * 1024);
 }
 
 enum class ObjectKind : std::uint8_t {
@@ -222,6 +240,28 @@ struct Welcome {
   }
 };
 
+namespace detail {
+
+// Op and OpReply are sent by the thousand and most of their fields are at their defaults: they
+// are encoded as a bitmask of the fields that are not, then those fields only.
+template <class A, class T>
+void save_if(A& ar, std::uint32_t present, std::uint32_t bit, const T& field) {
+  if ((present & bit) != 0) ar(field);
+}
+template <class A, class T>
+void load_if(A& ar, std::uint32_t present, std::uint32_t bit, T& field) {
+  if ((present & bit) != 0) {
+    ar(field);
+  } else if constexpr (requires { field.clear(); }) {
+    field.clear();  // decode reuses objects: an absent field must read as its default
+  } else {
+    field = T{};
+  }
+}
+void refuse_unknown_fields(std::uint32_t present, std::uint32_t known);
+
+}  // namespace detail
+
 // One operation on one named object. Fields an op does not use stay at their defaults.
 struct Op {
   static constexpr std::string_view kTransferName = "millrace.manager.Op";
@@ -240,9 +280,36 @@ struct Op {
   std::uint64_t token = 0;      // lock release / held: the lease's token
 
   template <class A>
-  void serialize(A& ar) {
-    ar(code, object, key, value, number, number2, type_tag, type_version, timeout_ms, lease_ms,
-       token);
+  void save(A& ar) const {
+    const std::uint32_t present =
+        (key.empty() ? 0u : 1u) | (value.empty() ? 0u : 2u) | (number == 0 ? 0u : 4u) |
+        (number2 == 0 ? 0u : 8u) | (type_tag == 0 ? 0u : 16u) | (type_version == 0 ? 0u : 32u) |
+        (timeout_ms == 0 ? 0u : 64u) | (lease_ms == 0 ? 0u : 128u) | (token == 0 ? 0u : 256u);
+    ar(code, object, present);
+    detail::save_if(ar, present, 1, key);
+    detail::save_if(ar, present, 2, value);
+    detail::save_if(ar, present, 4, number);
+    detail::save_if(ar, present, 8, number2);
+    detail::save_if(ar, present, 16, type_tag);
+    detail::save_if(ar, present, 32, type_version);
+    detail::save_if(ar, present, 64, timeout_ms);
+    detail::save_if(ar, present, 128, lease_ms);
+    detail::save_if(ar, present, 256, token);
+  }
+  template <class A>
+  void load(A& ar) {
+    std::uint32_t present = 0;
+    ar(code, object, present);
+    detail::refuse_unknown_fields(present, 511);
+    detail::load_if(ar, present, 1, key);
+    detail::load_if(ar, present, 2, value);
+    detail::load_if(ar, present, 4, number);
+    detail::load_if(ar, present, 8, number2);
+    detail::load_if(ar, present, 16, type_tag);
+    detail::load_if(ar, present, 32, type_version);
+    detail::load_if(ar, present, 64, timeout_ms);
+    detail::load_if(ar, present, 128, lease_ms);
+    detail::load_if(ar, present, 256, token);
   }
 };
 
@@ -258,8 +325,31 @@ struct OpReply {
   std::vector<std::string> keys;
 
   template <class A>
-  void serialize(A& ar) {
-    ar(status, error, number, flag, lease_ms, value, values, keys);
+  void save(A& ar) const {
+    const std::uint32_t present = (error.empty() ? 0u : 1u) | (number == 0 ? 0u : 2u) |
+                                  (flag ? 4u : 0u) | (lease_ms == 0 ? 0u : 8u) |
+                                  (value.empty() ? 0u : 16u) | (values.empty() ? 0u : 32u) |
+                                  (keys.empty() ? 0u : 64u);
+    ar(status, present);
+    detail::save_if(ar, present, 1, error);
+    detail::save_if(ar, present, 2, number);
+    detail::save_if(ar, present, 8, lease_ms);
+    detail::save_if(ar, present, 16, value);
+    detail::save_if(ar, present, 32, values);
+    detail::save_if(ar, present, 64, keys);
+  }
+  template <class A>
+  void load(A& ar) {
+    std::uint32_t present = 0;
+    ar(status, present);
+    detail::refuse_unknown_fields(present, 127);
+    detail::load_if(ar, present, 1, error);
+    detail::load_if(ar, present, 2, number);
+    flag = (present & 4u) != 0;
+    detail::load_if(ar, present, 8, lease_ms);
+    detail::load_if(ar, present, 16, value);
+    detail::load_if(ar, present, 32, values);
+    detail::load_if(ar, present, 64, keys);
   }
 };
 
@@ -289,16 +379,31 @@ struct Reply {
 
 // --- Framing --------------------------------------------------------------------------------
 
+// Appends the codec message of `message` to `out` after `prefix` bytes of room, in one encoding
+// pass when the guess of its size holds (two otherwise), and returns the message's size.
+template <Transferable T>
+std::size_t append_after_prefix(const T& message, std::vector<std::byte>& out, std::size_t prefix) {
+  const std::size_t start = out.size() + prefix;
+  std::size_t& guess = detail::frame_size_guess<T>;
+  out.resize(start + guess);
+  EncodeResult r = encode(message, std::span<std::byte>(out).subspan(start));
+  if (!r.fit) {
+    out.resize(start + r.size);
+    r = encode(message, std::span<std::byte>(out).subspan(start));
+    assert(r.fit && "encode() needs more room than it said");
+  }
+  out.resize(start + r.size);
+  guess = std::min<std::size_t>(r.size + r.size / 4 + 64, 64 * 1024);
+  return r.size;
+}
+
 // Appends the frame of `message` (length prefix and codec message) to `out` and returns the
 // message's size, which the caller compares with kMaxFrameSize.
 template <Transferable T>
 std::size_t append_frame(const T& message, std::vector<std::byte>& out) {
-  const std::size_t start = out.size();
-  out.resize(start + kFramePrefixSize);
-  encode_to_vector(message, out);
-  const std::size_t size = out.size() - start - kFramePrefixSize;
+  const std::size_t size = append_after_prefix(message, out, kFramePrefixSize);
   const auto length = static_cast<std::uint32_t>(size);
-  std::memcpy(out.data() + start, &length, sizeof length);
+  std::memcpy(out.data() + out.size() - size - kFramePrefixSize, &length, sizeof length);
   return size;
 }
 

@@ -26,7 +26,7 @@
 // SQLite would give the same guarantees at the price of a dependency in a process that must
 // start in milliseconds and of a page write per change; the journal is ~300 lines.
 //
-// State file: "MRMGRST1" then records: u32 length, u64 SipHash checksum, codec message. The
+// State file: "MRMGRST1" then records: u32 length, u64 checksum, codec message. The
 // first record is a State (snapshot), the rest JournalRecords.
 #include "launcher/manager_server.hpp"
 
@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -81,8 +82,15 @@ constexpr std::int64_t kMaxTimeoutMs = 7LL * 24 * 3600 * 1000;
 constexpr auto kHelloTimeout = std::chrono::seconds(5);
 constexpr std::int64_t kMemoKeepNs = 10LL * 60 * 1000 * 1000 * 1000;  // forget idle lanes after 10 min
 constexpr char kStateMagic[8] = {'M', 'R', 'M', 'G', 'R', 'S', 'T', '1'};
-constexpr ipc::SipKey kChecksumKey{0x6a6f75726e616c2dULL, 0x636865636b73756dULL};
 constexpr std::size_t kRecordPrefix = 4 + 8;
+
+constexpr auto kSpinLimit = std::chrono::microseconds(25);
+constexpr std::uint32_t kSpinSkip = 256;
+
+bool spinning_can_help() {
+  static const bool many_cpus = ::sysconf(_SC_NPROCESSORS_ONLN) > 1;
+  return many_cpus;
+}
 
 volatile sig_atomic_t g_stop = 0;
 extern "C" void on_stop_signal(int) { g_stop = 1; }
@@ -128,9 +136,34 @@ struct Effect {
   std::int64_t lease_ms = 0;
   std::int64_t wall_ns = 0;
 
+  // Most fields are at their defaults for most effects: a bitmask says which follow.
   template <class A>
-  void serialize(A& ar) {
-    ar(code, object, kind, key, value, number, client, token, lease_ms, wall_ns);
+  void save(A& ar) const {
+    const std::uint32_t present =
+        (key.empty() ? 0u : 1u) | (value.empty() ? 0u : 2u) | (number == 0 ? 0u : 4u) |
+        (client == 0 ? 0u : 8u) | (token == 0 ? 0u : 16u) | (lease_ms == 0 ? 0u : 32u) |
+        (wall_ns == 0 ? 0u : 64u);
+    ar(code, object, kind, present);
+    ipc::detail::save_if(ar, present, 1, key);
+    ipc::detail::save_if(ar, present, 2, value);
+    ipc::detail::save_if(ar, present, 4, number);
+    ipc::detail::save_if(ar, present, 8, client);
+    ipc::detail::save_if(ar, present, 16, token);
+    ipc::detail::save_if(ar, present, 32, lease_ms);
+    ipc::detail::save_if(ar, present, 64, wall_ns);
+  }
+  template <class A>
+  void load(A& ar) {
+    std::uint32_t present = 0;
+    ar(code, object, kind, present);
+    ipc::detail::refuse_unknown_fields(present, 127);
+    ipc::detail::load_if(ar, present, 1, key);
+    ipc::detail::load_if(ar, present, 2, value);
+    ipc::detail::load_if(ar, present, 4, number);
+    ipc::detail::load_if(ar, present, 8, client);
+    ipc::detail::load_if(ar, present, 16, token);
+    ipc::detail::load_if(ar, present, 32, lease_ms);
+    ipc::detail::load_if(ar, present, 64, wall_ns);
   }
 };
 
@@ -149,7 +182,7 @@ struct LaneMemo {
 
 struct Object {
   ObjectKind kind = ObjectKind::kDict;
-  std::map<std::string, Bytes> dict;
+  std::unordered_map<std::string, Bytes> dict;  // keys() sorts: it is the rare call
   std::deque<Bytes> items;     // list or queue
   std::optional<Bytes> value;  // value
   std::int64_t number = 0;     // counter value; event flag; queue capacity
@@ -194,14 +227,36 @@ struct JournalRecord {
   }
 };
 
+// The checksum that tells a record torn by a kill from a whole one. Not a defence against an
+// adversary (the file is private), so it is a cheap multiply-rotate hash of 8-byte words in the
+// manner of xxHash64, not SipHash: it runs over every byte the manager journals.
+std::uint64_t record_checksum(std::span<const std::byte> data) {
+  constexpr std::uint64_t kP1 = 0x9E3779B185EBCA87ULL;
+  constexpr std::uint64_t kP2 = 0xC2B2AE3D27D4EB4FULL;
+  std::uint64_t h = 0x27D4EB2F165667C5ULL ^ (data.size() * kP1);
+  std::size_t i = 0;
+  for (; i + 8 <= data.size(); i += 8) {
+    std::uint64_t w = 0;
+    std::memcpy(&w, data.data() + i, 8);
+    h ^= std::rotl(w * kP2, 31) * kP1;
+    h = std::rotl(h, 27) * kP1 + 0x85EBCA77C2B2AE63ULL;
+  }
+  for (; i < data.size(); ++i) {
+    h ^= static_cast<std::uint64_t>(data[i]) * kP1;
+    h = std::rotl(h, 11) * kP2;
+  }
+  h ^= h >> 33;
+  h *= kP2;
+  h ^= h >> 29;
+  return h;
+}
+
 template <ipc::Transferable T>
 void append_record(const T& message, std::vector<std::byte>& out) {
   const std::size_t start = out.size();
-  out.resize(start + kRecordPrefix);
-  ipc::encode_to_vector(message, out);
-  const auto length = static_cast<std::uint32_t>(out.size() - start - kRecordPrefix);
-  const std::uint64_t sum = ipc::siphash24(
-      kChecksumKey, std::span<const std::byte>(out.data() + start + kRecordPrefix, length));
+  const auto length = static_cast<std::uint32_t>(ipc::append_after_prefix(message, out, kRecordPrefix));
+  const std::uint64_t sum =
+      record_checksum(std::span<const std::byte>(out.data() + start + kRecordPrefix, length));
   std::memcpy(out.data() + start, &length, sizeof length);
   std::memcpy(out.data() + start + 4, &sum, sizeof sum);
 }
@@ -294,7 +349,7 @@ class Server {
   void ensure(const Op& op);
   Object* find(const std::string& name);
   void commit_effects();
-  void commit(const Connection& c, std::uint64_t seq, const ipc::Reply& reply, bool memo);
+  void commit(const Connection& c, std::uint64_t seq, ipc::Reply&& reply, bool memo);
   Status load(const std::vector<std::byte>& file);
   Status compact();
   Status flush_journal();
@@ -355,6 +410,8 @@ class Server {
   ipc::Request request_;  // reused between requests
   ipc::Reply reply_;
   bool warned_connections_ = false;
+  std::int64_t wall_now_ = wall_now_ns();  // per loop iteration: memo ages need no precision
+  std::uint32_t spin_skip_ = 0;            // busy iterations left before spinning again
 };
 
 // --- State changes ---------------------------------------------------------------------------
@@ -413,7 +470,11 @@ void Server::apply(const Effect& e, SteadyClock::time_point now, std::int64_t wa
 }
 
 void Server::emit(Effect e) {
-  apply(e, SteadyClock::now(), wall_now_ns());
+  if (e.code == EffectCode::kLockGrant) {
+    apply(e, SteadyClock::now(), wall_now_ns());
+  } else {
+    apply(e, SteadyClock::time_point{}, 0);  // only a lock grant reads the clocks
+  }
   record_.effects.push_back(std::move(e));
 }
 
@@ -437,21 +498,21 @@ void Server::commit_effects() {
 }
 
 // Journals the current effects together with the reply to (c's lane, seq), which is memoised
-// when `memo` (the request could change state).
-void Server::commit(const Connection& c, std::uint64_t seq, const ipc::Reply& reply, bool memo) {
+// when `memo` (the request could change state). The reply must be encoded for sending first:
+// it is moved into the memo.
+void Server::commit(const Connection& c, std::uint64_t seq, ipc::Reply&& reply, bool memo) {
   if (!memo) {
     commit_effects();
     return;
   }
   const LaneKey lane{c.client, c.lane};
-  LaneMemo& m = state_.lanes[lane];
-  m.seq = seq;
-  m.reply = reply;
-  m.wall_ns = wall_now_ns();
   record_.has_memo = true;
   record_.lane = lane;
-  record_.memo = m;
+  record_.memo.seq = seq;
+  record_.memo.reply = std::move(reply);
+  record_.memo.wall_ns = wall_now_;
   append_record(record_, journal_);
+  state_.lanes[lane] = std::move(record_.memo);
   record_.effects.clear();
   record_.has_memo = false;
 }
@@ -476,7 +537,7 @@ Status Server::load(const std::vector<std::byte>& file) {
     std::memcpy(&sum, file.data() + at + 4, sizeof sum);
     if (file.size() - at - kRecordPrefix < length) break;
     const std::span<const std::byte> message(file.data() + at + kRecordPrefix, length);
-    if (ipc::siphash24(kChecksumKey, message) != sum) break;
+    if (record_checksum(message) != sum) break;
     if (records == 0) {
       Status st = ipc::decode(message, state_);
       if (!st) {
@@ -945,8 +1006,8 @@ void Server::handle_request(Connection& c, const ipc::Request& request) {
   } else {
     for (const Op& op : request.ops) reply_.results.push_back(execute(op));
   }
-  commit(c, request.seq, reply_, mutating);
   send_reply(c, reply_);
+  commit(c, request.seq, std::move(reply_), mutating);
   wake_touched();
 }
 
@@ -986,6 +1047,7 @@ OpReply Server::execute(const Op& op) {
       if (o != nullptr) {
         r.keys.reserve(o->dict.size());
         for (const auto& [key, value] : o->dict) r.keys.push_back(key);
+        std::sort(r.keys.begin(), r.keys.end());
       }
       break;
     case OpCode::kDictSize: r.number = o == nullptr ? 0 : static_cast<std::int64_t>(o->dict.size()); break;
@@ -1226,8 +1288,8 @@ void Server::finish_waiter(std::uint64_t waiter_id, OpReply reply) {
   ipc::Reply r;
   r.seq = w.seq;
   r.results.push_back(std::move(reply));
-  commit(c, w.seq, r, ipc::is_mutating_op(w.op.code));
   send_reply(c, r);
+  commit(c, w.seq, std::move(r), ipc::is_mutating_op(w.op.code));
 }
 
 // Forgets a parked op whose connection is gone.
@@ -1362,6 +1424,7 @@ void Server::flush_outputs() {
 Status Server::run(const sigset_t& wait_mask) {
   std::vector<pollfd> fds;
   std::vector<std::uint64_t> ids;
+  bool busy = false;  // the last wait found something to do
   while (g_stop == 0) {
     fds.clear();
     ids.clear();
@@ -1384,10 +1447,28 @@ Status Server::run(const sigset_t& wait_mask) {
       ts.tv_sec = timeout / 1000;
       ts.tv_nsec = static_cast<long>(timeout % 1000) * 1000000L;
     }
-    const int rc = ::ppoll(fds.data(), fds.size(), timeout >= 0 ? &ts : nullptr, &wait_mask);
+    int rc = 0;
+    bool waited = false;
+    if (timeout != 0 && busy && spin_skip_ == 0 && spinning_can_help()) {
+      // Right after serving, the next request often comes within microseconds: poll without
+      // sleeping for a moment (see the client's spin). A spin that finds nothing turns
+      // spinning off for kSpinSkip busy iterations, so a loaded machine just sleeps.
+      const timespec zero{};
+      const auto until = SteadyClock::now() + kSpinLimit;
+      do {
+        rc = ::ppoll(fds.data(), fds.size(), &zero, &wait_mask);
+      } while (rc == 0 && g_stop == 0 && SteadyClock::now() < until);
+      if (rc == 0) spin_skip_ = kSpinSkip;
+      waited = rc != 0;
+    } else if (spin_skip_ > 0 && busy) {
+      --spin_skip_;
+    }
+    if (!waited) rc = ::ppoll(fds.data(), fds.size(), timeout >= 0 ? &ts : nullptr, &wait_mask);
+    busy = rc > 0;
     if (rc < 0 && errno != EINTR) return sys_error("manager", "ppoll", "manager socket", errno);
     if (g_stop != 0) break;
     const auto now = SteadyClock::now();
+    wall_now_ = wall_now_ns();
     if (rc > 0) {
       for (std::size_t i = 1; i < fds.size(); ++i) {
         if (fds[i].revents == 0) continue;

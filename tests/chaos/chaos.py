@@ -291,8 +291,12 @@ def make_schedule(seed, cell, records, faults, watchdog_s, kinds=None):
             fault.duration = rng.uniform(0.1, 0.4) * watchdog_s
         elif kind == "stop_long":
             fault.duration = rng.uniform(1.6, 2.4) * watchdog_s
-        elif kind == "kill_all" and rng.random() < 0.3:
-            fault.variant = "launcher only"  # its children must die with it
+        elif kind == "kill_all":
+            draw = rng.random()
+            if draw < 0.3:
+                fault.variant = "launcher only"  # its children must die with it
+            elif draw < 0.45:
+                fault.variant = "launcher mid-spawn"  # while a child is between fork and exec
         elif kind == "graceful_stop" and rng.random() < 0.25:
             fault.variant = "kill_all while draining"
             fault.duration = rng.uniform(0.0, 0.3)
@@ -630,17 +634,21 @@ class Scenario:
         if launcher not in fds:
             fds[self.proc.pid] = os.pidfd_open(self.proc.pid)
             launcher = self.proc.pid
-        if fault.variant != "launcher only":
+        launcher_only = fault.variant in ("launcher only", "launcher mid-spawn")
+        spawning = None
+        if fault.variant == "launcher mid-spawn":
+            spawning = self.kill_store_then_wait_spawn(st, launcher)
+        if not launcher_only:
             # All its children: also those that stats does not show yet (being spawned).
             for pid in processes_naming(self.run_id, self.run_dir):
                 if pid not in fds:
                     fd = pidfd_of(pid)
                     if fd is not None:
                         fds[pid] = fd
-        # At once: every signal is sent before any process has a chance to react. With
-        # "launcher only", the children must die by themselves (parent-death signal).
+        # At once: every signal is sent before any process has a chance to react. When only
+        # the launcher is killed, its children must die by themselves (parent-death signal).
         for pid, fd in fds.items():
-            if fault.variant != "launcher only" or pid == launcher:
+            if not launcher_only or pid == launcher:
                 signal_pidfd(fd, signal.SIGKILL)
         rc = self.proc.wait(timeout=30)
         try:
@@ -658,13 +666,46 @@ class Scenario:
             self.finished_run(rc)
             fault.outcome = f"too late: the run had completed (exit {rc})"
             return False
-        if fault.variant == "launcher only":
+        if fault.variant == "launcher mid-spawn":
+            fault.outcome = ("killed the store, then the launcher " +
+                             (f"while its child {spawning} was between fork and exec"
+                              if spawning else "(no spawn seen within 3 s)") +
+                             "; relaunched at once")
+        elif launcher_only:
             fault.outcome = (f"killed the launcher; its {len(fds) - 1} children died with it; "
                              "relaunched")
         else:
             fault.outcome = f"killed {len(fds)} processes; relaunched"
         self.launch()
         return True
+
+    def kill_store_then_wait_spawn(self, st, launcher):
+        """Kills the store, so that the launcher restarts workers, and returns as soon as one
+        of the launcher's children is between fork and exec (its executable is still the
+        launcher's): the pid of that child, or None after 3 s."""
+        w = self.worker(st, "store", 0)
+        fd = pidfd_of(w["pid"]) if w and w.get("pid", 0) > 0 else None
+        if fd is not None:
+            signal_pidfd(fd, signal.SIGKILL)
+            os.close(fd)
+        try:
+            exe = os.readlink(f"/proc/{launcher}/exe")
+        except OSError:
+            return None
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:  # a spin: the window lasts about a millisecond
+            try:
+                with open(f"/proc/{launcher}/task/{launcher}/children") as f:
+                    children = f.read().split()
+            except OSError:
+                return None
+            for child in children:
+                try:
+                    if os.readlink(f"/proc/{child}/exe") == exe:
+                        return int(child)
+                except OSError:
+                    continue
+        return None
 
     def graceful_stop(self, fault):
         if fault.variant:
