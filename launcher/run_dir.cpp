@@ -1,6 +1,7 @@
 #include "launcher/run_dir.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -8,6 +9,7 @@
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 
 #include "ipc/posix_call.hpp"
@@ -79,7 +81,22 @@ Status RunDir::lock() {
   auto fd = posix_call("open", path.string(),
                        [&] { return ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600); });
   if (!fd) return fd.error();
-  if (::flock(*fd, LOCK_EX | LOCK_NB) != 0) {
+  // A launcher killed while forking leaves a child that shares its lock until the child
+  // execs or dies (within moments: it has PR_SET_PDEATHSIG). If the recorded launcher is dead,
+  // wait briefly for that child rather than refusing the run.
+  int locked = ::flock(*fd, LOCK_EX | LOCK_NB);
+  for (int attempt = 0; locked != 0 && errno == EWOULDBLOCK && attempt < 50; ++attempt) {
+    char buf[32] = {};
+    const ssize_t n = ::pread(*fd, buf, sizeof buf - 1, 0);
+    const long holder = n > 0 ? std::strtol(buf, nullptr, 10) : 0;
+    if (holder <= 0 || (::kill(static_cast<pid_t>(holder), 0) != 0 && errno == ESRCH)) {
+      ::usleep(100'000);  // the dead launcher's last child is on its way out
+      locked = ::flock(*fd, LOCK_EX | LOCK_NB);
+    } else {
+      break;
+    }
+  }
+  if (locked != 0) {
     const int err = errno;
     char buf[32] = {};
     ssize_t n = ::pread(*fd, buf, sizeof buf - 1, 0);
