@@ -6,11 +6,14 @@
 //   manager_bench [--ops N] [--batch-ops N] [--clients 1,4] [--millrace PATH]
 //
 // Prints one line per measurement:  RESULT <workload> <clients> <ops/s>
+// and first the ceiling of any request/reply design on this machine: RESULT socket_roundtrip 1
+// <round trips/s> of a bare 40-byte message between two processes over a Unix socket pair.
 // The manager is the real `millrace __manager`, started in a temporary directory. Clients are
 // forked processes that connect first, then start together when the parent opens the gate;
 // the time is from the gate to the last client's exit.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -139,6 +142,34 @@ double run_clients(const Manager& manager, int clients,
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+// A bare request/reply over a Unix socket pair: what one synchronous call cannot beat.
+double socket_roundtrips(long ops) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) die("socketpair");
+  const pid_t echo = ::fork();
+  if (echo == 0) {
+    ::close(sv[0]);
+    char buf[40];
+    for (;;) {
+      if (::recv(sv[1], buf, sizeof buf, MSG_WAITALL) != static_cast<ssize_t>(sizeof buf)) ::_exit(0);
+      if (::send(sv[1], buf, sizeof buf, 0) != static_cast<ssize_t>(sizeof buf)) ::_exit(0);
+    }
+  }
+  ::close(sv[1]);
+  char buf[40] = {};
+  const auto start = Clock::now();
+  for (long i = 0; i < ops; ++i) {
+    if (::send(sv[0], buf, sizeof buf, 0) != static_cast<ssize_t>(sizeof buf) ||
+        ::recv(sv[0], buf, sizeof buf, MSG_WAITALL) != static_cast<ssize_t>(sizeof buf)) {
+      die("socket round trip");
+    }
+  }
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  ::close(sv[0]);
+  ::waitpid(echo, nullptr, 0);
+  return seconds;
+}
+
 void report(const char* workload, int clients, double ops, double seconds) {
   std::printf("RESULT %s %d %.0f\n", workload, clients, ops / seconds);
   std::fflush(stdout);
@@ -179,6 +210,7 @@ int main(int argc, char** argv) {
   if (::mkdtemp(tmpl) == nullptr) die("mkdtemp");
   const fs::path dir = tmpl;
   {
+    report("socket_roundtrip", 1, static_cast<double>(o.ops), socket_roundtrips(o.ops));
     Manager manager(dir, o.millrace);
     const long ops = o.ops;
     const long batch_ops = o.batch_ops;

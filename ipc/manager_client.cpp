@@ -1,6 +1,5 @@
 #include "ipc/manager_client.hpp"
 
-#include <poll.h>
 #include <pthread.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -10,8 +9,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <cinttypes>
-#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <set>
@@ -110,7 +107,7 @@ Attempt send_all(Lane& lane, std::span<const std::byte> data, Clock::time_point 
 }
 
 // Waiting for a reply spins first, when another CPU can run the manager meanwhile: a sleep and
-// wake-up costs more than the whole request (FIELD_NOTES: ~48 us vs ~150 ns here). The spin is
+// wake-up (tens of microseconds on a virtual machine) costs more than the whole request. The spin is
 // bounded, and adaptive: a spin that ends without the reply (a busy machine, a slow request)
 // turns spinning off for the next kSpinSkip calls of the lane, so a loaded machine sees plain
 // blocking waits.
@@ -223,6 +220,7 @@ struct ManagerClient::Impl {
   std::string socket_text;
   std::uint64_t client_id = random_u64();
   std::uint64_t fork_generation = g_fork_generation.load(std::memory_order_relaxed);
+  // A setting read at the start of each call; it orders nothing else, hence relaxed.
   std::atomic<std::int64_t> call_timeout_ms{5000};
 
   mutable std::mutex mutex;  // guards everything below

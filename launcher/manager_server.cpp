@@ -897,24 +897,27 @@ std::optional<std::pair<ManagerError, std::string>> Server::validate(const ipc::
   std::unordered_map<std::string, ObjectKind> planned;  // objects earlier ops will create
   for (std::size_t i = 0; i < request.ops.size(); ++i) {
     const Op& op = request.ops[i];
-    const std::string which = request.ops.size() > 1 ? "op " + std::to_string(i + 1) + ": " : "";
+    // Only a refusal needs the words: built then, not for every op of every request.
+    auto which = [&request, i]() -> std::string {
+      return request.ops.size() > 1 ? "op " + std::to_string(i + 1) + ": " : "";
+    };
     if (!ipc::is_known_op(op.code)) {
       return Refusal{ManagerError::kBadRequest,
-                     which + "unknown op code " + std::to_string(static_cast<int>(op.code)) +
+                     which() + "unknown op code " + std::to_string(static_cast<int>(op.code)) +
                          " (a client of another version?)"};
     }
     const std::string_view name = ipc::op_name(op.code);
     if (ipc::is_blocking_op(op.code) && request.ops.size() > 1) {
       return Refusal{ManagerError::kBadRequest,
-                     which + std::string(name) + " may wait, so it must be alone in its request"};
+                     which() + std::string(name) + " may wait, so it must be alone in its request"};
     }
     if (op.object.empty() || op.object.size() > kMaxNameSize) {
       return Refusal{ManagerError::kBadRequest,
-                     which + std::string(name) + ": an object name must have 1 to " +
+                     which() + std::string(name) + ": an object name must have 1 to " +
                          std::to_string(kMaxNameSize) + " bytes"};
     }
     if (op.key.size() > kMaxKeySize) {
-      return Refusal{ManagerError::kBadRequest, which + std::string(name) + " on '" + op.object +
+      return Refusal{ManagerError::kBadRequest, which() + std::string(name) + " on '" + op.object +
                                                     "': the key is over " +
                                                     std::to_string(kMaxKeySize) + " bytes"};
     }
@@ -930,7 +933,7 @@ std::optional<std::pair<ManagerError, std::string>> Server::validate(const ipc::
     }
     if (actual != kind) {
       return Refusal{ManagerError::kWrongKind,
-                     which + "'" + op.object + "' is a " + std::string(ipc::kind_name(actual)) +
+                     which() + "'" + op.object + "' is a " + std::string(ipc::kind_name(actual)) +
                          ", not a " + std::string(ipc::kind_name(kind)) +
                          ": use another name for the " + std::string(ipc::kind_name(kind))};
     }
@@ -939,13 +942,13 @@ std::optional<std::pair<ManagerError, std::string>> Server::validate(const ipc::
     if (writes_value) {
       if (op.value.size() > kMaxValueSize) {
         return Refusal{ManagerError::kTooLarge,
-                       which + std::string(name) + " on '" + op.object + "': the value takes " +
+                       which() + std::string(name) + " on '" + op.object + "': the value takes " +
                            std::to_string(op.value.size()) + " bytes, over the limit of " +
                            std::to_string(kMaxValueSize)};
       }
       auto header = ipc::read_header(ipc::as_byte_span(op.value));
       if (!header) {
-        return Refusal{ManagerError::kBadRequest, which + std::string(name) + " on '" + op.object +
+        return Refusal{ManagerError::kBadRequest, which() + std::string(name) + " on '" + op.object +
                                                       "': the value is not a codec message: " +
                                                       header.error().what()};
       }
@@ -953,18 +956,18 @@ std::optional<std::pair<ManagerError, std::string>> Server::validate(const ipc::
     if ((op.code == OpCode::kQueuePut || op.code == OpCode::kQueueGet) &&
         (op.number < 1 || op.number > kMaxQueueCapacity)) {
       return Refusal{ManagerError::kBadRequest,
-                     which + std::string(name) + " on '" + op.object + "': capacity " +
+                     which() + std::string(name) + " on '" + op.object + "': capacity " +
                          std::to_string(op.number) + " is outside 1.." +
                          std::to_string(kMaxQueueCapacity)};
     }
     if (op.code == OpCode::kLockAcquire && (op.lease_ms < 1 || op.lease_ms > kMaxLeaseMs)) {
       return Refusal{ManagerError::kBadRequest,
-                     which + "lock acquire on '" + op.object + "': lease " +
+                     which() + "lock acquire on '" + op.object + "': lease " +
                          std::to_string(op.lease_ms) + "ms is outside 1ms..24h"};
     }
     if (ipc::is_blocking_op(op.code) && (op.timeout_ms < 0 || op.timeout_ms > kMaxTimeoutMs)) {
       return Refusal{ManagerError::kBadRequest,
-                     which + std::string(name) + " on '" + op.object + "': timeout " +
+                     which() + std::string(name) + " on '" + op.object + "': timeout " +
                          std::to_string(op.timeout_ms) + "ms is outside 0..7 days"};
     }
   }

@@ -708,17 +708,13 @@ class Scenario:
         return None
 
     def graceful_stop(self, fault):
+        r = self.control("stop", timeout=60)
         if fault.variant:
-            # Stop, and while the records in flight drain, kill everything.
-            st = self.stats()
-            r = self.control("stop", timeout=60)
+            # While the records in flight drain, kill everything (unless the drain is over).
             time.sleep(fault.duration)  # the fault: how far into the drain the kill lands
-            st = self.stats() or st
+            st = self.stats()
             if st is not None and self.proc.poll() is None:
                 return self.kill_all(fault, st)
-            fault.variant = None  # the drain was over before the kill
-        else:
-            r = self.control("stop", timeout=60)
         rc = self.wait_exit(EXIT_WAIT_S, f" after `millrace stop` (exit {r.returncode}: "
                                          f"{r.stderr.strip()[:300]})")
         out = self.output()
