@@ -223,6 +223,27 @@ class SpanInputArchive
   [[nodiscard]] std::size_t remaining() const { return in_.size() - used_; }
   [[nodiscard]] std::size_t offset() const { return used_; }
 
+  // Reads a container's length, refusing one the rest of the input cannot hold: every
+  // element takes at least one byte (see the header comment).
+  std::size_t load_length() {
+    cereal::size_type length = 0;
+    loadBinary(&length, sizeof length);
+    if (length > remaining()) {
+      throw DecodeFailure{CodecError::kCorrupt,
+                          "a length field says " + std::to_string(length) +
+                              " elements but only " + std::to_string(remaining()) +
+                              " bytes follow (payload offset " +
+                              std::to_string(used_ - sizeof length) + ")"};
+    }
+    return static_cast<std::size_t>(length);
+  }
+  // The next `size` bytes of the input, consumed; the caller has checked they are there.
+  const char* take(std::size_t size) {
+    const char* bytes = reinterpret_cast<const char*>(in_.data() + used_);
+    used_ += size;
+    return bytes;
+  }
+
  private:
   std::span<const std::byte> in_;
   std::size_t used_ = 0;
@@ -261,14 +282,7 @@ void CEREAL_SAVE_FUNCTION_NAME(SpanOutputArchive& ar, const cereal::SizeTag<T>& 
 }
 template <class T>
 void CEREAL_LOAD_FUNCTION_NAME(SpanInputArchive& ar, cereal::SizeTag<T>& tag) {
-  ar(tag.size);
-  // Every element of a container takes at least one byte (see the header comment).
-  if (tag.size > ar.remaining()) {
-    throw DecodeFailure{CodecError::kCorrupt,
-                        "a length field says " + std::to_string(tag.size) + " elements but only " +
-                            std::to_string(ar.remaining()) + " bytes follow (payload offset " +
-                            std::to_string(ar.offset() - sizeof tag.size) + ")"};
-  }
+  tag.size = static_cast<std::remove_reference_t<T>>(ar.load_length());
 }
 template <class T>
 void CEREAL_SAVE_FUNCTION_NAME(SpanOutputArchive& ar, const cereal::BinaryData<T>& bytes) {
@@ -277,6 +291,22 @@ void CEREAL_SAVE_FUNCTION_NAME(SpanOutputArchive& ar, const cereal::BinaryData<T
 template <class T>
 void CEREAL_LOAD_FUNCTION_NAME(SpanInputArchive& ar, cereal::BinaryData<T>& bytes) {
   ar.loadBinary(bytes.data, static_cast<std::size_t>(bytes.size));
+}
+
+// Strings are most of what crosses a link, so they skip cereal's generic path: the same
+// bytes (length, then the characters), one copy each way, and no zero-filling before the
+// copy on load.
+template <class Traits, class Alloc>
+void CEREAL_SAVE_FUNCTION_NAME(SpanOutputArchive& ar,
+                               const std::basic_string<char, Traits, Alloc>& str) {
+  const cereal::size_type length = str.size();
+  ar.saveBinary(&length, sizeof length);
+  ar.saveBinary(str.data(), str.size());
+}
+template <class Traits, class Alloc>
+void CEREAL_LOAD_FUNCTION_NAME(SpanInputArchive& ar, std::basic_string<char, Traits, Alloc>& str) {
+  const std::size_t length = ar.load_length();
+  str.assign(ar.take(length), length);
 }
 
 // Same bytes as cereal's, but an engaged optional is loaded in place (keeps its storage).

@@ -171,7 +171,10 @@ Result<SinkProgress> SqliteSink::open_with_columns(const std::vector<std::string
     return sink_error("store database " + options_.path + ": directory '" + dir.string() +
                       "' is not writable");
   }
-  if (sqlite3_open_v2(options_.path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+  // One thread uses the connection: without SQLite's per-connection mutexes every insert is
+  // about a fifth cheaper.
+  if (sqlite3_open_v2(options_.path.c_str(), &db_,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                       nullptr) != SQLITE_OK) {
     return db_error("cannot open");
   }
