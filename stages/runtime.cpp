@@ -342,6 +342,7 @@ class Worker {
     std::size_t want = std::min(estimate_size(r), w.max_record_size());
     for (;;) {
       std::span<std::byte> space = w.try_reserve(want);
+      const bool blocked = space.empty();
       while (space.empty()) {
         heartbeat(ipc::Activity::kBlockedOutput);
         auto waited = w.reserve_for(want, kWaitSlice);
@@ -361,7 +362,8 @@ class Worker {
         }
         // Timeout or a dead consumer: the launcher restarts consumers; keep waiting.
       }
-      heartbeat(ipc::Activity::kBusy);
+      // Only after a wait: a clock read per record would cost more than the encoding.
+      if (blocked) heartbeat(ipc::Activity::kBusy);
       auto encoded = ipc::encode(r, space);
       if (encoded.fit) {
         w.commit(encoded.size);
