@@ -211,11 +211,8 @@ class SpanInputArchive
   }
 
   void loadBinary(void* data, std::size_t size) {
-    if (size > remaining()) {
-      throw DecodeFailure{CodecError::kTruncated,
-                          "the input ends " + std::to_string(remaining()) + " bytes into a " +
-                              std::to_string(size) + "-byte field at payload offset " +
-                              std::to_string(used_)};
+    if (size > remaining()) [[unlikely]] {
+      throw_truncated(size);
     }
     if (size != 0) std::memcpy(data, in_.data() + used_, size);
     used_ += size;
@@ -228,12 +225,8 @@ class SpanInputArchive
   std::size_t load_length() {
     cereal::size_type length = 0;
     loadBinary(&length, sizeof length);
-    if (length > remaining()) {
-      throw DecodeFailure{CodecError::kCorrupt,
-                          "a length field says " + std::to_string(length) +
-                              " elements but only " + std::to_string(remaining()) +
-                              " bytes follow (payload offset " +
-                              std::to_string(used_ - sizeof length) + ")"};
+    if (length > remaining()) [[unlikely]] {
+      throw_bad_length(length);
     }
     return static_cast<std::size_t>(length);
   }
@@ -245,6 +238,20 @@ class SpanInputArchive
   }
 
  private:
+  // Out of line, so that the checks above stay small enough to inline into every load.
+  [[noreturn, gnu::cold, gnu::noinline]] void throw_truncated(std::size_t size) const {
+    throw DecodeFailure{CodecError::kTruncated,
+                        "the input ends " + std::to_string(remaining()) + " bytes into a " +
+                            std::to_string(size) + "-byte field at payload offset " +
+                            std::to_string(used_)};
+  }
+  [[noreturn, gnu::cold, gnu::noinline]] void throw_bad_length(std::uint64_t length) const {
+    throw DecodeFailure{CodecError::kCorrupt,
+                        "a length field says " + std::to_string(length) + " elements but only " +
+                            std::to_string(remaining()) + " bytes follow (payload offset " +
+                            std::to_string(used_ - sizeof length) + ")"};
+  }
+
   std::span<const std::byte> in_;
   std::size_t used_ = 0;
 };
