@@ -754,6 +754,14 @@ class ConfigBuilder {
         read_section(doc_.section("manager"), "manager", kManagerKeys, {}, problems_);
     read_restart(manager, out.manager, problems_);
     out.manager.enabled = manager.as<bool>("enabled");
+    // The manager beats no heartbeat: its liveness is its process, and a hung one costs its
+    // clients a timeout each, after which they carry on without it.
+    if (const IniEntry* e = manager.entry("watchdog")) {
+      problems_.at_entry(*e, "manager",
+                         "the manager has no watchdog (it beats no heartbeat; a dead manager is "
+                         "restarted): remove this key");
+    }
+    out.manager.watchdog = std::chrono::milliseconds(0);
 
     std::vector<ReadSection> stage_sections;
     for (const std::string& name : stage_names_) {

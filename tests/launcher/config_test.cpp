@@ -379,6 +379,7 @@ TEST_F(ConfigTest, MinimalConfigGetsEveryDefault) {
   EXPECT_TRUE(c->link_overrides.empty());
   EXPECT_TRUE(c->manager.enabled);
   EXPECT_EQ(c->manager.restart, RestartPolicy::kOnFailure);
+  EXPECT_EQ(c->manager.watchdog, 0ms) << "the manager beats no heartbeat: no watchdog";
   EXPECT_EQ(c->drain_timeout, 30s);
   EXPECT_EQ(c->run_dir, fs::current_path() / "run" / "t");
   EXPECT_EQ(c->config_path, fs::path(path_));
@@ -452,6 +453,13 @@ TEST_F(ConfigTest, UnknownKeyIsAnErrorWithASuggestion) {
   std::vector<std::string> far = problems(std::string(kChain) + "[link]\ncolour = red\n");
   ASSERT_EQ(far.size(), 1u);
   EXPECT_EQ(far[0], at(5) + "key 'colour' in [link]: unknown key; accepted: type, capacity");
+}
+
+TEST_F(ConfigTest, ManagerWatchdogIsRefused) {
+  EXPECT_EQ(problems(std::string(kChain) + "[manager]\nwatchdog = 5s\n"),
+            std::vector<std::string>{at(5) + "key 'watchdog' in [manager]: the manager has no "
+                                             "watchdog (it beats no heartbeat; a dead manager "
+                                             "is restarted): remove this key"});
 }
 
 TEST_F(ConfigTest, MissingRequiredKeyNamesTheSectionAndItsLine) {
