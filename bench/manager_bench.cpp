@@ -6,18 +6,23 @@
 //   manager_bench [--ops N] [--batch-ops N] [--clients 1,4] [--millrace PATH]
 //
 // Prints one line per measurement:  RESULT <workload> <clients> <ops/s>
-// and first the ceiling of any request/reply design on this machine: RESULT socket_roundtrip 1
-// <round trips/s> of a bare 40-byte message between two processes over a Unix socket pair.
+// and first the ceiling of any request/reply design on this machine, as round trips/s of a bare
+// 40-byte message between two processes over a Unix socket pair, waited for in the two ways a
+// manager call may wait: RESULT socket_roundtrip_blocking 1 (both ends sleep in recv) and
+// RESULT socket_roundtrip_spinning 1 (both ends first poll without sleeping for a moment, as
+// the manager and its client do).
 // The manager is the real `millrace __manager`, started in a temporary directory. Clients are
 // forked processes that connect first, then start together when the parent opens the gate;
 // the time is from the gate to the last client's exit.
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -142,8 +147,29 @@ double run_clients(const Manager& manager, int clients,
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+// Receives exactly `size` bytes. `spin`: poll without sleeping for up to 50us first (yielding
+// the CPU to whoever needs it meanwhile), like a manager call waiting for its reply.
+bool recv_all(int fd, char* buf, std::size_t size, bool spin) {
+  std::size_t got = 0;
+  if (spin) {
+    const auto until = Clock::now() + std::chrono::microseconds(50);
+    while (got < size) {
+      const ssize_t n = ::recv(fd, buf + got, size - got, MSG_DONTWAIT);
+      if (n > 0) {
+        got += static_cast<std::size_t>(n);
+      } else if (n == 0 || errno != EAGAIN || Clock::now() >= until) {
+        break;
+      } else {
+        ::sched_yield();
+      }
+    }
+  }
+  if (got == size) return true;
+  return ::recv(fd, buf + got, size - got, MSG_WAITALL) == static_cast<ssize_t>(size - got);
+}
+
 // A bare request/reply over a Unix socket pair: what one synchronous call cannot beat.
-double socket_roundtrips(long ops) {
+double socket_roundtrips(long ops, bool spin) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) die("socketpair");
   const pid_t echo = ::fork();
@@ -151,7 +177,7 @@ double socket_roundtrips(long ops) {
     ::close(sv[0]);
     char buf[40];
     for (;;) {
-      if (::recv(sv[1], buf, sizeof buf, MSG_WAITALL) != static_cast<ssize_t>(sizeof buf)) ::_exit(0);
+      if (!recv_all(sv[1], buf, sizeof buf, spin)) ::_exit(0);
       if (::send(sv[1], buf, sizeof buf, 0) != static_cast<ssize_t>(sizeof buf)) ::_exit(0);
     }
   }
@@ -160,7 +186,7 @@ double socket_roundtrips(long ops) {
   const auto start = Clock::now();
   for (long i = 0; i < ops; ++i) {
     if (::send(sv[0], buf, sizeof buf, 0) != static_cast<ssize_t>(sizeof buf) ||
-        ::recv(sv[0], buf, sizeof buf, MSG_WAITALL) != static_cast<ssize_t>(sizeof buf)) {
+        !recv_all(sv[0], buf, sizeof buf, spin)) {
       die("socket round trip");
     }
   }
@@ -210,7 +236,8 @@ int main(int argc, char** argv) {
   if (::mkdtemp(tmpl) == nullptr) die("mkdtemp");
   const fs::path dir = tmpl;
   {
-    report("socket_roundtrip", 1, static_cast<double>(o.ops), socket_roundtrips(o.ops));
+    report("socket_roundtrip_blocking", 1, static_cast<double>(o.ops), socket_roundtrips(o.ops, false));
+    report("socket_roundtrip_spinning", 1, static_cast<double>(o.ops), socket_roundtrips(o.ops, true));
     Manager manager(dir, o.millrace);
     const long ops = o.ops;
     const long batch_ops = o.batch_ops;

@@ -1,6 +1,7 @@
 #include "ipc/manager_client.hpp"
 
 #include <pthread.h>
+#include <sched.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -57,6 +58,7 @@ struct Lane {
   std::size_t in_used = 0;
   std::int64_t recv_timeout_ms = -1;  // what SO_RCVTIMEO is set to; -1 unknown
   std::uint32_t spin_skip = 0;        // calls left before spinning is tried again
+  std::uint32_t spin_misses = 0;      // spins in a row that ended without the reply
   Request request;
   Reply reply;
 
@@ -107,12 +109,16 @@ Attempt send_all(Lane& lane, std::span<const std::byte> data, Clock::time_point 
 }
 
 // Waiting for a reply spins first, when another CPU can run the manager meanwhile: a sleep and
-// wake-up (tens of microseconds on a virtual machine) costs more than the whole request. The spin is
-// bounded, and adaptive: a spin that ends without the reply (a busy machine, a slow request)
-// turns spinning off for the next kSpinSkip calls of the lane, so a loaded machine sees plain
-// blocking waits.
-constexpr auto kSpinLimit = std::chrono::microseconds(25);
-constexpr std::uint32_t kSpinSkip = 256;
+// wake-up (tens of microseconds on a virtual machine, where an idle CPU must be woken) costs
+// more than the whole request. The spin is bounded and polite: after kSpinAlone it yields the
+// CPU at every turn, so with more processes than CPUs the manager and the other clients run
+// instead of waiting behind spinners. It is adaptive: spins that end without the reply (a busy
+// machine, a slow request) skip spinning for 1, 3, 7, ... up to kSpinSkip calls of the lane,
+// so a loaded machine sees plain blocking waits while one late reply costs little.
+constexpr auto kSpinLimit = std::chrono::microseconds(100);
+constexpr auto kSpinAlone = std::chrono::microseconds(15);  // a quick reply comes within this
+constexpr std::uint32_t kSpinSkip = 255;
+constexpr std::uint32_t kSpinMaxMisses = 8;  // (1 << 8) - 1 == kSpinSkip
 
 bool spinning_can_help() {
   static const bool many_cpus = ::sysconf(_SC_NPROCESSORS_ONLN) > 1;
@@ -121,7 +127,8 @@ bool spinning_can_help() {
 
 // Polls the socket without sleeping for up to kSpinLimit. True when a whole frame arrived.
 bool spin_for_frame(Lane& lane) {
-  const auto until = Clock::now() + kSpinLimit;
+  const auto begin = Clock::now();
+  const auto until = begin + kSpinLimit;
   for (;;) {
     const FrameCheck check = check_frame(std::span<const std::byte>(lane.in.data(), lane.in_used));
     if (check.state != FrameState::kIncomplete) return true;
@@ -135,7 +142,9 @@ bool spin_for_frame(Lane& lane) {
       continue;
     }
     if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) return false;
-    if (Clock::now() >= until) return false;
+    const auto now = Clock::now();
+    if (now >= until) return false;
+    if (now - begin >= kSpinAlone) ::sched_yield();
   }
 }
 
@@ -145,8 +154,11 @@ Attempt read_frame(Lane& lane, Clock::time_point deadline, std::size_t& size, bo
   if (spin && spinning_can_help()) {
     if (lane.spin_skip > 0) {
       --lane.spin_skip;
-    } else if (!spin_for_frame(lane)) {
-      lane.spin_skip = kSpinSkip;
+    } else if (spin_for_frame(lane)) {
+      lane.spin_misses = 0;
+    } else {
+      lane.spin_misses = std::min(lane.spin_misses + 1, kSpinMaxMisses);
+      lane.spin_skip = std::min(kSpinSkip, (1u << lane.spin_misses) - 1);
     }
   }
   for (;;) {
@@ -203,6 +215,12 @@ void consume_frame(Lane& lane, std::size_t size) {
 
 std::span<const std::byte> frame_message(const Lane& lane, std::size_t size) {
   return std::span<const std::byte>(lane.in.data() + kFramePrefixSize, size);
+}
+
+Error forked_error() {
+  return manager_error(ManagerError::kForked,
+                       "this ManagerClient was connected by the parent of this process: "
+                       "connect a new one in the child after fork()");
 }
 
 std::uint64_t random_u64() {
@@ -501,9 +519,7 @@ Result<std::vector<OpReply>> ManagerClient::call(std::vector<Op>& ops,
                                                  std::chrono::milliseconds park) {
   assert(impl_ && "ManagerClient used after being moved from");
   if (impl_->fork_generation != g_fork_generation.load(std::memory_order_relaxed)) {
-    return manager_error(ManagerError::kForked,
-                         "this ManagerClient was connected by the parent of this process: "
-                         "connect a new one in the child after fork()");
+    return forked_error();
   }
   if (ops.empty()) return std::vector<OpReply>{};
   std::unique_ptr<Lane> lane = impl_->take();
@@ -516,12 +532,21 @@ Result<std::vector<OpReply>> ManagerClient::call(std::vector<Op>& ops,
   return out;
 }
 
-Result<OpReply> ManagerClient::call_one(Op op, std::chrono::milliseconds park) {
-  std::vector<Op> ops;
-  ops.push_back(std::move(op));
-  auto replies = call(ops, park);
-  if (!replies) return replies.error();
-  return std::move(replies->front());
+// The proxies' path: the op is copied into the lane's own request, whose strings keep their
+// capacity from call to call, so a steady stream of calls allocates nothing for the request.
+Result<OpReply> ManagerClient::call_one(const Op& op, std::chrono::milliseconds park) {
+  assert(impl_ && "ManagerClient used after being moved from");
+  if (impl_->fork_generation != g_fork_generation.load(std::memory_order_relaxed)) {
+    return forked_error();
+  }
+  std::unique_ptr<Lane> lane = impl_->take();
+  lane->request.ops.resize(1);
+  lane->request.ops.front() = op;
+  Status status = impl_->run(*lane, park);
+  Result<OpReply> out = status ? Result<OpReply>(std::move(lane->reply.results.front()))
+                               : Result<OpReply>(status.error());
+  impl_->give(std::move(lane));
+  return out;
 }
 
 CounterProxy ManagerClient::counter(std::string name) { return CounterProxy(*this, std::move(name)); }

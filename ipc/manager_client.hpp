@@ -116,7 +116,8 @@ class ManagerClient {
   // deadline). `ops` is left as it was given.
   Result<std::vector<OpReply>> call(std::vector<Op>& ops, std::chrono::milliseconds park);
   // One op; its per-op outcome (not found, timeout, ...) is in the OpReply.
-  Result<OpReply> call_one(Op op, std::chrono::milliseconds park = std::chrono::milliseconds(0));
+  Result<OpReply> call_one(const Op& op,
+                           std::chrono::milliseconds park = std::chrono::milliseconds(0));
 
  private:
   struct Impl;

@@ -1,10 +1,10 @@
 // The manager server.
 //
-// Why one thread and poll(): every request must be atomic, and a single thread makes each one
-// atomic without a lock; the work per request (a hash lookup and a small copy) is far below
-// the cost of the socket round trip, so one core is not the limit. Blocking ops are parked on
-// their object (a FIFO of waiters) and answered by whatever request makes them possible, or
-// by the timer at their timeout; the loop never waits for one client.
+// Why one thread and an epoll loop: every request must be atomic, and a single thread makes
+// each one atomic without a lock; the work per request (a hash lookup and a small copy) is far
+// below the cost of the socket round trip, so one core is not the limit. Blocking ops are
+// parked on their object (a FIFO of waiters) and answered by whatever request makes them
+// possible, or by the timer at their timeout; the loop never waits for one client.
 //
 // Why a journal plus snapshot, and not a snapshot alone or a database:
 //  - The fault model is a killed process, not a lost machine: data that write() has handed to
@@ -31,8 +31,9 @@
 #include "launcher/manager_server.hpp"
 
 #include <fcntl.h>
-#include <poll.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -84,8 +85,12 @@ constexpr std::int64_t kMemoKeepNs = 10LL * 60 * 1000 * 1000 * 1000;  // forget 
 constexpr char kStateMagic[8] = {'M', 'R', 'M', 'G', 'R', 'S', 'T', '1'};
 constexpr std::size_t kRecordPrefix = 4 + 8;
 
-constexpr auto kSpinLimit = std::chrono::microseconds(25);
-constexpr std::uint32_t kSpinSkip = 256;
+// The loop's spin after serving: the same bounds and back-off as the client's (see
+// spin_for_frame() in ipc/manager_client.cpp).
+constexpr auto kSpinLimit = std::chrono::microseconds(100);
+constexpr auto kSpinAlone = std::chrono::microseconds(15);
+constexpr std::uint32_t kSpinSkip = 255;
+constexpr std::uint32_t kSpinMaxMisses = 8;  // (1 << 8) - 1 == kSpinSkip
 
 bool spinning_can_help() {
   static const bool many_cpus = ::sysconf(_SC_NPROCESSORS_ONLN) > 1;
@@ -278,6 +283,8 @@ struct Connection {
   std::vector<std::byte> out;
   std::size_t out_sent = 0;
   std::uint64_t parked = 0;  // its parked waiter, 0 when none
+  std::uint32_t watched = 0; // the epoll events it is registered for
+  bool queued = false;       // in Server::sending_
   bool closing = false;      // close once `out` is sent
   bool dead = false;         // close at the end of this loop iteration
 
@@ -330,6 +337,7 @@ class Server {
   Server& operator=(const Server&) = delete;
   ~Server() {
     for (auto& [id, c] : conns_) ::close(c.fd);
+    if (epoll_fd_ >= 0) ::close(epoll_fd_);
     if (listen_fd_ >= 0) {
       ::close(listen_fd_);
       ::unlink(options_.socket_path.c_str());
@@ -382,10 +390,12 @@ class Server {
   void kill(Connection& c);
   void close_dead();
   void flush_outputs();
+  void watch(Connection& c);
 
   const ManagerServerOptions& options_;
   ipc::SipKey key_;
   int listen_fd_ = -1;
+  int epoll_fd_ = -1;
   int state_fd_ = -1;
   int lock_fd_ = -1;
 
@@ -405,6 +415,7 @@ class Server {
   std::set<std::pair<SteadyClock::time_point, std::uint64_t>> deadlines_;  // (deadline, waiter)
   std::set<std::pair<SteadyClock::time_point, std::string>> leases_;      // (end, lock)
   std::vector<std::string> touched_;  // objects whose waiters may now proceed
+  std::vector<std::uint64_t> sending_;  // connections with output queued, in queueing order
   bool any_dead_ = false;
 
   ipc::Request request_;  // reused between requests
@@ -412,6 +423,7 @@ class Server {
   bool warned_connections_ = false;
   std::int64_t wall_now_ = wall_now_ns();  // per loop iteration: memo ages need no precision
   std::uint32_t spin_skip_ = 0;            // busy iterations left before spinning again
+  std::uint32_t spin_misses_ = 0;          // spins in a row that found nothing
 };
 
 // --- State changes ---------------------------------------------------------------------------
@@ -709,6 +721,17 @@ Status Server::listen() {
   if (rc != 0) return sys_error("manager", "bind", path, errno);
   if (::chmod(path.c_str(), 0600) != 0) return sys_error("manager", "chmod", path, errno);
   if (::listen(listen_fd_, 128) != 0) return sys_error("manager", "listen", path, errno);
+  // epoll rather than poll(): the interest set persists, so a loop iteration costs nothing per
+  // idle connection, and an event names its connection (data.u64 = id; 0 is the listener).
+  auto ep = posix_call("epoll_create1", path, [] { return ::epoll_create1(EPOLL_CLOEXEC); });
+  if (!ep) return ep.error();
+  epoll_fd_ = *ep;
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = 0;
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev) != 0) {
+    return sys_error("manager", "epoll_ctl", path, errno);
+  }
   return ok_status();
 }
 
@@ -730,9 +753,18 @@ void Server::accept_all(SteadyClock::time_point now) {
       ::close(fd);
       continue;
     }
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = next_conn_;
+    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      log_line("refusing a connection: epoll_ctl: " + errno_text(errno));
+      ::close(fd);
+      continue;
+    }
     Connection& c = conns_[next_conn_];
     c.id = next_conn_++;
     c.fd = fd;
+    c.watched = EPOLLIN;
     c.nonce = *nonce;
     c.hello_deadline = now + kHelloTimeout;
     ucred cred{};
@@ -754,6 +786,10 @@ void Server::send_message(Connection& c, const T& message) {
     c.out_sent = 0;
   }
   ipc::append_frame(message, c.out);
+  if (!c.queued) {
+    c.queued = true;
+    sending_.push_back(c.id);
+  }
 }
 
 void Server::send_reply(Connection& c, const ipc::Reply& reply) {
@@ -1403,8 +1439,15 @@ void Server::close_dead() {
   wake_touched();
 }
 
+// Sends what is queued, in queueing order. A connection the kernel will not take more from
+// (its client reads slowly) waits for EPOLLOUT and is not read meanwhile: a client that
+// never reads cannot make the server buffer without bound.
 void Server::flush_outputs() {
-  for (auto& [id, c] : conns_) {
+  std::size_t keep = 0;
+  for (const std::uint64_t id : sending_) {
+    auto it = conns_.find(id);
+    if (it == conns_.end()) continue;
+    Connection& c = it->second;
     while (!c.dead && c.output_pending()) {
       const ssize_t n = ::send(c.fd, c.out.data() + c.out_sent, c.out.size() - c.out_sent,
                                MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -1416,78 +1459,89 @@ void Server::flush_outputs() {
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
       kill(c);
     }
-    if (!c.output_pending()) {
+    if (!c.dead && c.output_pending()) {
+      sending_[keep++] = id;
+    } else {
+      c.queued = false;
       c.out.clear();
       c.out_sent = 0;
       if (c.closing) kill(c);
     }
+    if (!c.dead) watch(c);
   }
+  sending_.resize(keep);
+}
+
+void Server::watch(Connection& c) {
+  const std::uint32_t want = c.output_pending() ? EPOLLOUT : (c.closing ? 0u : EPOLLIN);
+  if (want == c.watched) return;
+  epoll_event ev{};
+  ev.events = want;
+  ev.data.u64 = c.id;
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c.fd, &ev) != 0) {
+    log_line("closing a connection (" + describe_peer(c) + "): epoll_ctl: " + errno_text(errno));
+    kill(c);
+    return;
+  }
+  c.watched = want;
 }
 
 Status Server::run(const sigset_t& wait_mask) {
-  std::vector<pollfd> fds;
-  std::vector<std::uint64_t> ids;
+  constexpr int kMaxEvents = 64;
+  epoll_event events[kMaxEvents];
   bool busy = false;  // the last wait found something to do
   while (g_stop == 0) {
-    fds.clear();
-    ids.clear();
-    fds.push_back(pollfd{listen_fd_, POLLIN, 0});
-    ids.push_back(0);
-    for (const auto& [id, c] : conns_) {
-      short events = 0;
-      if (c.output_pending()) {
-        events = POLLOUT;
-      } else if (!c.closing) {
-        events = POLLIN;
-      }
-      fds.push_back(pollfd{c.fd, events, 0});
-      ids.push_back(id);
-    }
     // Changes not yet journaled (from the end of the last iteration) are written at once.
     const int timeout = journal_.empty() ? poll_timeout_ms(SteadyClock::now()) : 0;
-    timespec ts{};
-    if (timeout >= 0) {
-      ts.tv_sec = timeout / 1000;
-      ts.tv_nsec = static_cast<long>(timeout % 1000) * 1000000L;
-    }
-    int rc = 0;
+    int n = 0;
     bool waited = false;
     if (timeout != 0 && busy && spin_skip_ == 0 && spinning_can_help()) {
       // Right after serving, the next request often comes within microseconds: poll without
-      // sleeping for a moment (see the client's spin). A spin that finds nothing turns
-      // spinning off for kSpinSkip busy iterations, so a loaded machine just sleeps.
-      const timespec zero{};
-      const auto until = SteadyClock::now() + kSpinLimit;
-      do {
-        rc = ::ppoll(fds.data(), fds.size(), &zero, &wait_mask);
-      } while (rc == 0 && g_stop == 0 && SteadyClock::now() < until);
-      if (rc == 0) spin_skip_ = kSpinSkip;
-      waited = rc != 0;
+      // sleeping for a moment, yielding the CPU after kSpinAlone so that clients sharing it
+      // can send (see the client's spin). Spins that find nothing skip spinning for 1, 3,
+      // 7, ... up to kSpinSkip busy iterations, so a loaded machine just sleeps.
+      const auto begin = SteadyClock::now();
+      const auto until = begin + kSpinLimit;
+      for (;;) {
+        n = ::epoll_pwait(epoll_fd_, events, kMaxEvents, 0, &wait_mask);
+        const auto t = SteadyClock::now();
+        if (n != 0 || g_stop != 0 || t >= until) break;
+        if (t - begin >= kSpinAlone) ::sched_yield();
+      }
+      if (n != 0) {
+        spin_misses_ = 0;
+      } else {
+        spin_misses_ = std::min(spin_misses_ + 1, kSpinMaxMisses);
+        spin_skip_ = std::min(kSpinSkip, (1u << spin_misses_) - 1);
+      }
+      waited = n != 0;
     } else if (spin_skip_ > 0 && busy) {
       --spin_skip_;
     }
-    if (!waited) rc = ::ppoll(fds.data(), fds.size(), timeout >= 0 ? &ts : nullptr, &wait_mask);
-    busy = rc > 0;
-    if (rc < 0 && errno != EINTR) return sys_error("manager", "ppoll", "manager socket", errno);
+    if (!waited) n = ::epoll_pwait(epoll_fd_, events, kMaxEvents, timeout, &wait_mask);
+    busy = n > 0;
+    if (n < 0 && errno != EINTR) return sys_error("manager", "epoll_pwait", "manager socket", errno);
     if (g_stop != 0) break;
     const auto now = SteadyClock::now();
     wall_now_ = wall_now_ns();
-    if (rc > 0) {
-      for (std::size_t i = 1; i < fds.size(); ++i) {
-        if (fds[i].revents == 0) continue;
-        auto it = conns_.find(ids[i]);
-        if (it == conns_.end() || it->second.dead) continue;
-        Connection& c = it->second;
-        if ((fds[i].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
-          if ((fds[i].events & POLLIN) != 0) {
-            read_from(c);
-          } else if ((fds[i].revents & (POLLHUP | POLLERR)) != 0) {
-            kill(c);
-          }
-        }
+    bool accept = false;
+    for (int i = 0; i < n; ++i) {
+      const std::uint64_t id = events[i].data.u64;
+      if (id == 0) {
+        accept = true;
+        continue;
       }
-      if ((fds[0].revents & POLLIN) != 0) accept_all(now);
+      auto it = conns_.find(id);
+      if (it == conns_.end() || it->second.dead) continue;
+      Connection& c = it->second;
+      if (c.watched == EPOLLIN) {
+        read_from(c);  // also sees an EOF or an error
+      } else if ((events[i].events & (EPOLLHUP | EPOLLERR)) != 0) {
+        kill(c);
+      }
+      // EPOLLOUT: flush_outputs() below sends what is queued.
     }
+    if (accept) accept_all(now);
     expire(now);
     close_dead();
     Status journaled = flush_journal();  // before any reply that reports these changes
@@ -1516,7 +1570,7 @@ Status serve_manager(const ManagerServerOptions& options) {
   st = server.listen();
   if (!st) return st;
 
-  // The stop signals are blocked except inside ppoll(), so one cannot slip in between the
+  // The stop signals are blocked except inside epoll_pwait(), so one cannot slip in between the
   // check of g_stop and the wait.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);

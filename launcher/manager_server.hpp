@@ -2,7 +2,7 @@
 // bounded queues) that stages reach through ipc::ManagerClient. Started by the launcher as
 // `millrace __manager CONFIG` and restarted by it like a stage when it dies.
 //
-// One thread runs a poll() loop over every connection, so every request is atomic without a
+// One thread runs an epoll loop over every connection, so every request is atomic without a
 // lock. Blocking ops (lock acquire, event wait, queue put/get) are parked on their object and
 // answered when they can be or at their timeout; the loop keeps serving everyone else.
 //
