@@ -15,10 +15,8 @@ namespace millrace::stages {
 namespace {
 
 // Padding after the buffer so that a 16-byte load starting at any valid byte stays inside the
-// allocation; the bytes past end_ are masked out of the result.
+// allocation; the bytes past the valid end are masked out of the result.
 constexpr std::size_t kPad = 16;
-constexpr std::size_t kMinCapacity = 4;
-constexpr std::string_view kBom = "\xEF\xBB\xBF";
 
 // The first `,`, LF or CR in [p, e), or e.
 inline const char* find_special(const char* p, const char* e) {
@@ -49,10 +47,7 @@ inline const char* find_special(const char* p, const char* e) {
 }  // namespace
 
 CsvReader::CsvReader(InputSource source, CsvOptions options)
-    : source_(std::move(source)),
-      options_(options),
-      capacity_(std::max(options.buffer_bytes, kMinCapacity)),
-      buf_(std::make_unique<char[]>(capacity_ + kPad)) {}
+    : in_(std::move(source), options.buffer_bytes, kPad), options_(options) {}
 
 Result<CsvReader> CsvReader::open(const std::string& path, CsvOptions options) {
   auto source = InputSource::open_file(path);
@@ -66,36 +61,6 @@ CsvReader CsvReader::from_source(InputSource source, CsvOptions options) {
 
 CsvReader CsvReader::from_memory(std::string_view data, std::string name, CsvOptions options) {
   return CsvReader(InputSource::from_memory(data, std::move(name)), options);
-}
-
-// Called only when every buffered byte is consumed (pos_ == end_).
-Result<bool> CsvReader::refill() {
-  assert(pos_ == end_ && "CsvReader::refill with unread bytes");
-  buf_offset_ += end_;
-  pos_ = 0;
-  end_ = 0;
-  if (eof_) return false;
-  auto n = source_.read(buf_.get(), capacity_);
-  if (!n) return n.error();
-  end_ = *n;
-  if (end_ == 0) eof_ = true;
-  return end_ > 0;
-}
-
-Status CsvReader::skip_bom() {
-  bom_checked_ = true;
-  // A short read may deliver the mark in pieces: read until 3 bytes or the end of input.
-  while (end_ - pos_ < kBom.size() && !eof_) {
-    auto n = source_.read(buf_.get() + end_, capacity_ - end_);
-    if (!n) return n.error();
-    if (*n == 0) eof_ = true;
-    end_ += *n;
-  }
-  if (end_ - pos_ >= kBom.size() && std::memcmp(buf_.get() + pos_, kBom.data(), kBom.size()) == 0) {
-    pos_ += kBom.size();
-    byte_offset_ = buf_offset_ + pos_;
-  }
-  return ok_status();
 }
 
 // Both run for every field: forced inline, they keep the scanning loop free of calls.
@@ -132,14 +97,16 @@ Status CsvReader::skip_bom() {
 
 Result<bool> CsvReader::next(std::vector<std::string>& fields) {
   oversize_ = false;
-  if (!bom_checked_) {
-    auto s = skip_bom();
-    if (!s) return s.error();
+  if (in_.bom_pending()) {
+    if (auto st = in_.skip_bom(); !st) return st.error();
   }
-  if (pos_ == end_) {
-    auto more = refill();
+  if (in_.pos == in_.end) {
+    auto more = in_.refill();
     if (!more) return more.error();
-    if (!*more) return false;
+    if (!*more) {
+      byte_offset_ = in_.offset_of(in_.pos);  // past a byte order mark and nothing else
+      return false;
+    }
   }
 
   discard_ = false;
@@ -147,19 +114,21 @@ Result<bool> CsvReader::next(std::vector<std::string>& fields) {
   std::size_t index = 0;
   begin_field(fields, 0);
   State state = State::kFieldStart;
-  const char* const buf = buf_.get();
+  const char* const buf = in_.data();
+  std::size_t& pos = in_.pos;  // the hot loop reads and advances the buffer in place
+  const std::size_t& end = in_.end;
   while (state != State::kDone) {
-    if (pos_ == end_) {
-      auto more = refill();
+    if (pos == end) {
+      auto more = in_.refill();
       if (!more) return more.error();
       if (!*more) break;  // the end of input ends the field and the record, in any state
     }
-    const char* p = buf + pos_;
-    const char* e = buf + end_;
+    const char* p = buf + pos;
+    const char* e = buf + end;
     switch (state) {
       case State::kFieldStart:
         if (*p == '"') {
-          ++pos_;
+          ++pos;
           state = State::kQuoted;
           continue;
         }
@@ -168,20 +137,20 @@ Result<bool> CsvReader::next(std::vector<std::string>& fields) {
       case State::kUnquoted: {
         const char* q = find_special(p, e);
         append(fields, p, q);
-        pos_ = static_cast<std::size_t>(q - buf);
+        pos = static_cast<std::size_t>(q - buf);
         if (q == e) continue;
-        ++pos_;
+        ++pos;
         if (*q == ',') {
           begin_field(fields, ++index);
           state = State::kFieldStart;
           continue;
         }
         if (*q == '\r') {
-          if (pos_ == end_) {
-            auto more_after_cr = refill();
+          if (pos == end) {
+            auto more_after_cr = in_.refill();
             if (!more_after_cr) return more_after_cr.error();
           }
-          if (pos_ < end_ && buf[pos_] == '\n') ++pos_;
+          if (pos < end && buf[pos] == '\n') ++pos;
         }
         state = State::kDone;
         continue;
@@ -191,18 +160,18 @@ Result<bool> CsvReader::next(std::vector<std::string>& fields) {
             static_cast<const char*>(std::memchr(p, '"', static_cast<std::size_t>(e - p)));
         if (q == nullptr) {
           append(fields, p, e);
-          pos_ = end_;
+          pos = end;
           continue;
         }
         append(fields, p, q);
-        pos_ = static_cast<std::size_t>(q - buf) + 1;
+        pos = static_cast<std::size_t>(q - buf) + 1;
         state = State::kQuotedQuote;
         continue;
       }
       case State::kQuotedQuote:
         if (*p == '"') {
           append(fields, p, p + 1);
-          ++pos_;
+          ++pos;
           state = State::kQuoted;
           continue;
         }
@@ -221,18 +190,12 @@ Result<bool> CsvReader::next(std::vector<std::string>& fields) {
     fields.resize(index + 1);
   }
   ++records_read_;
-  byte_offset_ = buf_offset_ + pos_;
+  byte_offset_ = in_.offset_of(in_.pos);
   return true;
 }
 
 Status CsvReader::seek(std::uint64_t byte_offset, std::uint64_t records_before) {
-  auto s = source_.seek(byte_offset);
-  if (!s) return s;
-  buf_offset_ = byte_offset;
-  pos_ = 0;
-  end_ = 0;
-  eof_ = false;
-  bom_checked_ = byte_offset != 0;
+  if (auto st = in_.seek(byte_offset); !st) return st;
   oversize_ = false;
   records_read_ = records_before;
   byte_offset_ = byte_offset;
@@ -324,7 +287,7 @@ bool valid_utf8(std::string_view text) {
 void append_csv_field(std::string& out, std::string_view field) {
   // A leading BOM (U+FEFF) would be skipped by a reader at the start of a file: quote it.
   const bool needs_quotes = field.find_first_of(",\"\r\n") != std::string_view::npos ||
-                            field.substr(0, kBom.size()) == kBom;
+                            field.substr(0, kUtf8Bom.size()) == kUtf8Bom;
   if (!needs_quotes) {
     out.append(field);
     return;

@@ -60,26 +60,17 @@ class CsvReader {
   // Resumes at `byte_offset`, a value byte_offset() returned, after `records_before` records.
   Status seek(std::uint64_t byte_offset, std::uint64_t records_before);
 
-  [[nodiscard]] const std::string& name() const { return source_.name(); }
+  [[nodiscard]] const std::string& name() const { return in_.name(); }
 
  private:
   enum class State : std::uint8_t { kFieldStart, kUnquoted, kQuoted, kQuotedQuote, kDone };
 
   CsvReader(InputSource source, CsvOptions options);
-  Result<bool> refill();
-  Status skip_bom();
   void begin_field(std::vector<std::string>& fields, std::size_t index);
   void append(std::vector<std::string>& fields, const char* begin, const char* end);
 
-  InputSource source_;
+  ReadBuffer in_;  // padded for 16-byte loads
   CsvOptions options_;
-  std::size_t capacity_ = 0;
-  std::unique_ptr<char[]> buf_;   // capacity_ bytes plus zeroed padding for 16-byte loads
-  std::size_t pos_ = 0;           // next unread byte in buf_
-  std::size_t end_ = 0;           // end of valid bytes in buf_
-  std::uint64_t buf_offset_ = 0;  // input offset of buf_[0]
-  bool eof_ = false;
-  bool bom_checked_ = false;
 
   std::string* field_ = nullptr;  // the field being filled
   std::string discarded_;         // stands in for field_ while an oversize record is skipped

@@ -122,4 +122,54 @@ Status InputSource::seek(std::uint64_t offset) {
   return ok_status();
 }
 
+// --- ReadBuffer ---------------------------------------------------------------------------
+
+namespace {
+constexpr std::size_t kMinCapacity = 4;  // a byte order mark must fit
+}  // namespace
+
+ReadBuffer::ReadBuffer(InputSource source, std::size_t capacity, std::size_t padding)
+    : source_(std::move(source)),
+      capacity_(std::max(capacity, kMinCapacity)),
+      buf_(std::make_unique<char[]>(capacity_ + padding)) {}
+
+Result<bool> ReadBuffer::refill() {
+  assert(pos == end && "ReadBuffer::refill with unread bytes");
+  buf_offset_ += end;
+  pos = 0;
+  end = 0;
+  if (eof_) return false;
+  auto n = source_.read(buf_.get(), capacity_);
+  if (!n) return n.error();
+  end = *n;
+  if (end == 0) eof_ = true;
+  return end > 0;
+}
+
+Status ReadBuffer::skip_bom() {
+  bom_checked_ = true;
+  // A short read may deliver the mark in pieces: read until 3 bytes or the end of input.
+  while (end - pos < kUtf8Bom.size() && !eof_) {
+    auto n = source_.read(buf_.get() + end, capacity_ - end);
+    if (!n) return n.error();
+    if (*n == 0) eof_ = true;
+    end += *n;
+  }
+  if (end - pos >= kUtf8Bom.size() &&
+      std::memcmp(buf_.get() + pos, kUtf8Bom.data(), kUtf8Bom.size()) == 0) {
+    pos += kUtf8Bom.size();
+  }
+  return ok_status();
+}
+
+Status ReadBuffer::seek(std::uint64_t offset) {
+  if (auto st = source_.seek(offset); !st) return st;
+  buf_offset_ = offset;
+  pos = 0;
+  end = 0;
+  eof_ = false;
+  bom_checked_ = offset != 0;
+  return ok_status();
+}
+
 }  // namespace millrace::stages

@@ -12,8 +12,6 @@
 namespace millrace::stages {
 namespace {
 
-constexpr std::size_t kMinCapacity = 4;
-constexpr std::string_view kBom = "\xEF\xBB\xBF";
 constexpr std::size_t kNoColumn = std::numeric_limits<std::size_t>::max();
 
 using Json = nlohmann::json;
@@ -105,10 +103,7 @@ class FieldCollector {
 }  // namespace
 
 JsonlReader::JsonlReader(InputSource source, JsonlOptions options)
-    : source_(std::move(source)),
-      options_(std::move(options)),
-      capacity_(std::max(options_.buffer_bytes, kMinCapacity)),
-      buf_(std::make_unique<char[]>(capacity_)) {}
+    : in_(std::move(source), options.buffer_bytes), options_(std::move(options)) {}
 
 Result<JsonlReader> JsonlReader::open(const std::string& path, JsonlOptions options) {
   auto source = InputSource::open_file(path);
@@ -125,58 +120,32 @@ JsonlReader JsonlReader::from_memory(std::string_view data, std::string name,
   return JsonlReader(InputSource::from_memory(data, std::move(name)), std::move(options));
 }
 
-Result<bool> JsonlReader::refill() {
-  assert(pos_ == end_ && "JsonlReader::refill with unread bytes");
-  buf_offset_ += end_;
-  pos_ = 0;
-  end_ = 0;
-  if (eof_) return false;
-  auto n = source_.read(buf_.get(), capacity_);
-  if (!n) return n.error();
-  end_ = *n;
-  if (end_ == 0) eof_ = true;
-  return end_ > 0;
-}
-
-Status JsonlReader::skip_bom() {
-  bom_checked_ = true;
-  while (end_ - pos_ < kBom.size() && !eof_) {
-    auto n = source_.read(buf_.get() + end_, capacity_ - end_);
-    if (!n) return n.error();
-    if (*n == 0) eof_ = true;
-    end_ += *n;
-  }
-  if (end_ - pos_ >= kBom.size() && std::memcmp(buf_.get() + pos_, kBom.data(), kBom.size()) == 0) {
-    pos_ += kBom.size();
-    byte_offset_ = buf_offset_ + pos_;
-  }
-  return ok_status();
-}
-
 Result<bool> JsonlReader::next(std::vector<std::string>& fields) {
   bad_json_ = false;
   oversize_ = false;
-  if (!bom_checked_) {
-    auto s = skip_bom();
-    if (!s) return s.error();
+  if (in_.bom_pending()) {
+    if (auto st = in_.skip_bom(); !st) return st.error();
   }
-  if (pos_ == end_) {
-    auto more = refill();
+  if (in_.pos == in_.end) {
+    auto more = in_.refill();
     if (!more) return more.error();
-    if (!*more) return false;
+    if (!*more) {
+      byte_offset_ = in_.offset_of(in_.pos);  // past a byte order mark and nothing else
+      return false;
+    }
   }
 
   line_.clear();
   std::size_t line_bytes = 0;
   bool discard = false;
   for (;;) {
-    if (pos_ == end_) {
-      auto more = refill();
+    if (in_.pos == in_.end) {
+      auto more = in_.refill();
       if (!more) return more.error();
       if (!*more) break;
     }
-    const char* p = buf_.get() + pos_;
-    const auto avail = end_ - pos_;
+    const char* p = in_.data() + in_.pos;
+    const auto avail = in_.end - in_.pos;
     const auto* lf = static_cast<const char*>(std::memchr(p, '\n', avail));
     const std::size_t take = lf != nullptr ? static_cast<std::size_t>(lf - p) : avail;
     line_bytes += take;
@@ -186,14 +155,14 @@ Result<bool> JsonlReader::next(std::vector<std::string>& fields) {
       line_.shrink_to_fit();
     }
     if (!discard) line_.append(p, take);
-    pos_ += take;
+    in_.pos += take;
     if (lf != nullptr) {
-      ++pos_;
+      ++in_.pos;
       break;
     }
   }
   ++records_read_;
-  byte_offset_ = buf_offset_ + pos_;
+  byte_offset_ = in_.offset_of(in_.pos);
 
   if (discard) {
     oversize_ = true;
@@ -235,13 +204,7 @@ void JsonlReader::parse_line(std::vector<std::string>& fields) {
 }
 
 Status JsonlReader::seek(std::uint64_t byte_offset, std::uint64_t records_before) {
-  auto s = source_.seek(byte_offset);
-  if (!s) return s;
-  buf_offset_ = byte_offset;
-  pos_ = 0;
-  end_ = 0;
-  eof_ = false;
-  bom_checked_ = byte_offset != 0;
+  if (auto st = in_.seek(byte_offset); !st) return st;
   bad_json_ = false;
   oversize_ = false;
   records_read_ = records_before;

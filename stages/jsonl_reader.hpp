@@ -55,23 +55,14 @@ class JsonlReader {
   // Resumes at `byte_offset`, a value byte_offset() returned, after `records_before` records.
   Status seek(std::uint64_t byte_offset, std::uint64_t records_before);
 
-  [[nodiscard]] const std::string& name() const { return source_.name(); }
+  [[nodiscard]] const std::string& name() const { return in_.name(); }
 
  private:
   JsonlReader(InputSource source, JsonlOptions options);
-  Result<bool> refill();
-  Status skip_bom();
   void parse_line(std::vector<std::string>& fields);
 
-  InputSource source_;
+  ReadBuffer in_;
   JsonlOptions options_;
-  std::size_t capacity_ = 0;
-  std::unique_ptr<char[]> buf_;
-  std::size_t pos_ = 0;
-  std::size_t end_ = 0;
-  std::uint64_t buf_offset_ = 0;
-  bool eof_ = false;
-  bool bom_checked_ = false;
 
   std::string line_;
   bool bad_json_ = false;
