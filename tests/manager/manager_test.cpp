@@ -680,6 +680,39 @@ TEST_F(ManagerTest, UnknownOpsAndUnreadableRequestsGetAnErrorReplyOnALiveConnect
   EXPECT_EQ(connect().counter("c").get().value(), 5);
 }
 
+// A request that arrives behind a parked one is served once the first is answered; its reply
+// must go out then, not wait for some other client to wake the server's loop.
+TEST_F(ManagerTest, ARequestQueuedBehindAParkedOneIsAnsweredWithoutOtherTraffic) {
+  RawConnection raw(manager_.socket());
+  auto key = read_secret(manager_.secret());
+  ASSERT_TRUE(key.ok());
+  auto welcome = raw.authenticate(*key);
+  ASSERT_TRUE(welcome.has_value() && welcome->accepted);
+
+  auto request = [](std::uint64_t seq, OpCode code, std::string object, std::int64_t timeout_ms) {
+    Request r;
+    r.seq = seq;
+    r.ops.emplace_back();
+    r.ops.back().code = code;
+    r.ops.back().object = std::move(object);
+    r.ops.back().timeout_ms = timeout_ms;
+    return r;
+  };
+  // In one write: a wait that parks until its timeout, then a read that changes nothing (so
+  // there is no journal write to wake the loop either).
+  std::vector<std::byte> frames;
+  append_frame(request(1, OpCode::kEventWait, "e", 100), frames);
+  append_frame(request(2, OpCode::kCounterGet, "c", 0), frames);
+  ASSERT_TRUE(raw.send_bytes(frames.data(), frames.size()));
+
+  auto first = raw.read<Reply>();
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->seq, 1u);
+  auto second = raw.read<Reply>();
+  ASSERT_TRUE(second.has_value()) << "the reply to the queued request never came";
+  EXPECT_EQ(second->seq, 2u);
+}
+
 // --- Pipeline helpers ----------------------------------------------------------------------------
 
 TEST_F(ManagerTest, LiveSettingsReadDefaultsUntilSet) {
