@@ -222,13 +222,16 @@ class SpanInputArchive
 
   // Reads a container's length, refusing one the rest of the input cannot hold: every
   // element takes at least one byte (see the header comment).
-  std::size_t load_length() {
-    cereal::size_type length = 0;
+  // Length is the type the writer used: cereal's size_type for its own containers, anything
+  // a user type passes to cereal::make_size_tag.
+  template <class Length = cereal::size_type>
+  Length load_length() {
+    Length length{};
     loadBinary(&length, sizeof length);
-    if (length > remaining()) [[unlikely]] {
-      throw_bad_length(length);
+    if (static_cast<std::uint64_t>(length) > remaining()) [[unlikely]] {
+      throw_bad_length(static_cast<std::uint64_t>(length));
     }
-    return static_cast<std::size_t>(length);
+    return length;
   }
   // The next `size` bytes of the input, consumed; the caller has checked they are there.
   const char* take(std::size_t size) {
@@ -289,7 +292,7 @@ void CEREAL_SAVE_FUNCTION_NAME(SpanOutputArchive& ar, const cereal::SizeTag<T>& 
 }
 template <class T>
 void CEREAL_LOAD_FUNCTION_NAME(SpanInputArchive& ar, cereal::SizeTag<T>& tag) {
-  tag.size = static_cast<std::remove_reference_t<T>>(ar.load_length());
+  tag.size = ar.load_length<std::remove_reference_t<T>>();
 }
 template <class T>
 void CEREAL_SAVE_FUNCTION_NAME(SpanOutputArchive& ar, const cereal::BinaryData<T>& bytes) {
@@ -312,7 +315,7 @@ void CEREAL_SAVE_FUNCTION_NAME(SpanOutputArchive& ar,
 }
 template <class Traits, class Alloc>
 void CEREAL_LOAD_FUNCTION_NAME(SpanInputArchive& ar, std::basic_string<char, Traits, Alloc>& str) {
-  const std::size_t length = ar.load_length();
+  const auto length = static_cast<std::size_t>(ar.load_length());
   str.assign(ar.take(length), length);
 }
 

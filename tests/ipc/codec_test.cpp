@@ -274,6 +274,45 @@ TEST(Codec, RoundTripsUserTypesOfEverySerializationStyle) {
   EXPECT_EQ(round_trip(orders), orders);
 }
 
+// A user type may write its own length with a size type narrower than cereal's.
+struct Bytes32 {
+  std::vector<std::int8_t> items;
+  template <class Archive>
+  void save(Archive& ar) const {
+    auto n = static_cast<std::uint32_t>(items.size());
+    ar(cereal::make_size_tag(n));
+    for (const std::int8_t i : items) ar(i);
+  }
+  template <class Archive>
+  void load(Archive& ar) {
+    std::uint32_t n = 0;
+    ar(cereal::make_size_tag(n));
+    items.resize(n);
+    for (std::int8_t& i : items) ar(i);
+  }
+  bool operator==(const Bytes32&) const = default;
+};
+
+TEST(Codec, SizeTagsOfANarrowerTypeRoundTripAndAreBoundsChecked) {
+  const Bytes32 b{{1, 2, 3}};
+  EXPECT_EQ(round_trip(b), b);
+  std::ostringstream os;
+  {
+    cereal::BinaryOutputArchive ar(os);
+    ar(b);
+  }
+  const std::vector<std::byte> message = encode_to_vector(b);
+  ASSERT_EQ(message.size(), kMessageHeaderSize + os.str().size());
+  EXPECT_EQ(std::memcmp(message.data() + kMessageHeaderSize, os.str().data(), os.str().size()), 0);
+  // A length larger than what follows is refused before anything is allocated.
+  std::vector<std::byte> lying = message;
+  lying[kMessageHeaderSize] = std::byte{0xFF};
+  Bytes32 out;
+  auto st = decode(std::span<const std::byte>(lying), out);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code, static_cast<int>(CodecError::kCorrupt)) << st.error().message;
+}
+
 TEST(Codec, PayloadIsCerealsBinaryFormat) {
   const Order order = sample_order();
   std::ostringstream os;
