@@ -66,8 +66,6 @@ constexpr KeySpec kRestartKeys[] = {
      .max = "1h", .help = "first restart delay; doubles, with jitter, up to backoff_max"},
     {.key = "backoff_max", .type = ValueType::kDuration, .default_value = "5s", .min = "0",
      .max = "1h", .help = "longest restart delay"},
-    {.key = "watchdog", .type = ValueType::kDuration, .default_value = "10s", .min = "0",
-     .max = "1h", .help = "restart a worker whose heartbeat is older; 0 = off"},
 };
 
 constexpr KeySpec kManagerOwnKeys[] = {
@@ -75,6 +73,8 @@ constexpr KeySpec kManagerOwnKeys[] = {
      .help = "start the shared-object manager"},
 };
 
+// `watchdog` is for stages only: the manager beats no heartbeat (its liveness is its process,
+// and a hung manager costs its clients a timeout each, after which they carry on without it).
 constexpr KeySpec kStageOwnKeys[] = {
     {.key = "exec", .type = ValueType::kProgram,
      .help = "the program: a built-in (load, clean, transform, store) or an executable file; "
@@ -83,6 +83,8 @@ constexpr KeySpec kStageOwnKeys[] = {
      .help = "worker processes of the stage"},
     {.key = "batch", .type = ValueType::kInt, .default_value = "512", .min = "1",
      .max = "65536", .help = "records per batch"},
+    {.key = "watchdog", .type = ValueType::kDuration, .default_value = "10s", .min = "0",
+     .max = "1h", .help = "restart a worker whose heartbeat is older; 0 = off"},
 };
 
 constexpr auto kManagerKeys = concat(kManagerOwnKeys, kRestartKeys);
@@ -715,7 +717,6 @@ void read_restart(const ReadSection& rs, RestartConfig& out, Problems& problems)
   out.restart_window = rs.as<std::chrono::milliseconds>("restart_window");
   out.backoff = rs.as<std::chrono::milliseconds>("backoff");
   out.backoff_max = rs.as<std::chrono::milliseconds>("backoff_max");
-  out.watchdog = rs.as<std::chrono::milliseconds>("watchdog");
   if (out.backoff > out.backoff_max) {
     const IniEntry* e = rs.entry("backoff");
     if (!e) e = rs.entry("backoff_max");
@@ -754,14 +755,7 @@ class ConfigBuilder {
         read_section(doc_.section("manager"), "manager", kManagerKeys, {}, problems_);
     read_restart(manager, out.manager, problems_);
     out.manager.enabled = manager.as<bool>("enabled");
-    // The manager beats no heartbeat: its liveness is its process, and a hung one costs its
-    // clients a timeout each, after which they carry on without it.
-    if (const IniEntry* e = manager.entry("watchdog")) {
-      problems_.at_entry(*e, "manager",
-                         "the manager has no watchdog (it beats no heartbeat; a dead manager is "
-                         "restarted): remove this key");
-    }
-    out.manager.watchdog = std::chrono::milliseconds(0);
+    out.manager.watchdog = std::chrono::milliseconds(0);  // see kStageOwnKeys
 
     std::vector<ReadSection> stage_sections;
     for (const std::string& name : stage_names_) {
@@ -895,6 +889,7 @@ class ConfigBuilder {
     stage.workers = static_cast<int>(rs.as<std::int64_t>("workers"));
     stage.batch = static_cast<int>(rs.as<std::int64_t>("batch"));
     read_restart(rs, stage, problems_);
+    stage.watchdog = rs.as<std::chrono::milliseconds>("watchdog");
 
     if (stage.builtin == "load") resolve_load(rs);
     if (stage.builtin == "store") resolve_store(rs, out);

@@ -455,11 +455,10 @@ TEST_F(ConfigTest, UnknownKeyIsAnErrorWithASuggestion) {
   EXPECT_EQ(far[0], at(5) + "key 'colour' in [link]: unknown key; accepted: type, capacity");
 }
 
-TEST_F(ConfigTest, ManagerWatchdogIsRefused) {
-  EXPECT_EQ(problems(std::string(kChain) + "[manager]\nwatchdog = 5s\n"),
-            std::vector<std::string>{at(5) + "key 'watchdog' in [manager]: the manager has no "
-                                             "watchdog (it beats no heartbeat; a dead manager "
-                                             "is restarted): remove this key"});
+TEST_F(ConfigTest, TheManagerHasNoWatchdogKey) {
+  std::vector<std::string> found = problems(std::string(kChain) + "[manager]\nwatchdog = 5s\n");
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].rfind(at(5) + "key 'watchdog' in [manager]: unknown key", 0), 0u) << found[0];
 }
 
 TEST_F(ConfigTest, MissingRequiredKeyNamesTheSectionAndItsLine) {
