@@ -602,6 +602,9 @@ int run_source(Source& source) {
         at_end = true;
         break;
       }
+      // A source's next() may be slow (a custom one reading a remote system): beat per
+      // record, or a batch of slow records would look like a hang to the watchdog.
+      w.heartbeat(ipc::Activity::kBusy);
       r.seq = ++seq;
       w.counters_.in++;
       if (w.already_forwarded(r.seq)) {

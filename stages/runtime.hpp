@@ -85,7 +85,8 @@ class Processor {
   virtual Result<std::vector<std::string>> open(const StageContext& ctx) = 0;
   // Turns each kData record of the batch into its output: fields changed, or a reject.
   // An error stops the worker (it is restarted by its policy): use it for broken invariants,
-  // never for bad records.
+  // never for bad records. The worker beats its heartbeat before each call, so one call must
+  // take well under the stage's watchdog (lower `batch` for slow work).
   virtual Status process(std::span<Record> batch) = 0;
 };
 
