@@ -87,7 +87,8 @@ class IniDocument {
   // Canonical text: sections sorted by name, entries stably sorted by key (so repeated keys
   // keep their order), one `key = value` per line, no comments. Two documents that mean the
   // same thing dump the same text; the dump parses back to an equal document (unless a
-  // value holds " ;", which only an override can put there: the parser reads it as a comment).
+  // value holds a blank (space, tab or CR) before a ";", which only an override can put
+  // there: the parser reads it as a comment).
   [[nodiscard]] std::string dump() const;
 
  private:

@@ -5,6 +5,7 @@
 #
 #   tests/fuzz/run_fuzz.sh [SECONDS] [TARGET...]     TARGET: fuzz_csv_reader, fuzz_ini
 #   FUZZ_BUILD_DIR=dir JOBS=2 tests/fuzz/run_fuzz.sh 300 fuzz_ini
+#   FUZZ_SEED=N tests/fuzz/run_fuzz.sh      repeat a run's mutations (the seed is printed)
 #
 # A crash becomes a regression test: add the input to tests/fuzz_corpus/<kind>/ (the
 # fuzz_replay_* ctests run it in every build) and a unit test that names the behaviour.
@@ -35,6 +36,7 @@ if [[ ! -f $build/CMakeCache.txt ]]; then
 fi
 cmake --build "$build" -j "$jobs" --target "${targets[@]}"
 
+seed=${FUZZ_SEED:-$(( (RANDOM << 15 | RANDOM) + 1 ))}
 rc=0
 for t in "${targets[@]}"; do
   seeds=$(corpus_of "$t")
@@ -42,8 +44,8 @@ for t in "${targets[@]}"; do
   work=$build/corpus/$t
   crashes=$build/crashes/$t
   mkdir -p "$work" "$crashes"
-  echo "== $t: ${seconds}s from $seeds"
-  if ! "$build/bin/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+  echo "== $t: ${seconds}s from $seeds, seed $seed (FUZZ_SEED=$seed repeats it)"
+  if ! "$build/bin/$t" -seed="$seed" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
       -max_len=8192 -print_final_stats=1 -artifact_prefix="$crashes/" "$work" "$seeds"; then
     echo "run_fuzz: $t failed; reproducer(s):" >&2
     ls -1 "$crashes" >&2 || true

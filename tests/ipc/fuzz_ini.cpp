@@ -109,10 +109,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::size_t last_newline = input.rfind('\n');
     std::string value(millrace::ipc::trim(
         last_newline == std::string_view::npos ? input : input.substr(last_newline + 1)));
-    // A value holding " ;" is the one thing the dump cannot round-trip (documented); a value
-    // that starts with ';' is the same case, as the dump writes "key = ;...".
-    const bool comment_like = value.starts_with(';') || value.find(" ;") != std::string::npos ||
-                              value.find("\t;") != std::string::npos;
+    // A value holding a blank (space, tab or CR) before ';' is the one thing the dump cannot
+    // round-trip (documented); a value that starts with ';' is the same case, as the dump
+    // writes "key = ;...".
+    bool comment_like = value.starts_with(';');
+    for (std::size_t i = 1; i < value.size() && !comment_like; ++i) {
+      comment_like = value[i] == ';' && millrace::ipc::trim(value.substr(i - 1, 1)).empty();
+    }
     const std::string assignment = section + "." + key + "=" + value;
     if (doc.apply_override(assignment).ok()) {
       const IniSection* s = doc.section(section);
