@@ -1,6 +1,7 @@
 // Requests per second of the manager, from 1 and 4 client processes: counter increments, dict
-// sets and gets (one request per op, like a Python Manager proxy call), and dict sets in
-// WriteBatches of 64 (one request per 64 ops). bench/python_manager.py measures Python's
+// sets and gets (one request per op, like a Python Manager proxy call), the same three
+// pipelined (one request per op, up to 64 in flight: workloads named *_pipelined), and dict
+// sets in WriteBatches of 64 (one request per 64 ops). bench/python_manager.py measures Python's
 // multiprocessing.Manager on the same workloads; bench/manager_compare runs both.
 //
 //   manager_bench [--ops N] [--batch-ops N] [--clients 1,4] [--millrace PATH]
@@ -196,6 +197,20 @@ double socket_roundtrips(long ops, bool spin) {
   return seconds;
 }
 
+// Whether every reply of a pipelined run says the op did what it should (for reads: found it).
+enum Expect { kOk, kFound };
+constexpr long kCheckEvery = 4096;
+bool all_ok(const millrace::Result<std::vector<ipc::OpReply>>& replies, Expect expect) {
+  if (!replies) {
+    std::fprintf(stderr, "client: %s\n", replies.error().what().c_str());
+    return false;
+  }
+  for (const ipc::OpReply& r : replies.value()) {
+    if (r.status != ipc::OpStatus::kOk || (expect == kFound && r.value.empty())) return false;
+  }
+  return true;
+}
+
 void report(const char* workload, int clients, double ops, double seconds) {
   std::printf("RESULT %s %d %.0f\n", workload, clients, ops / seconds);
   std::fflush(stdout);
@@ -272,6 +287,38 @@ int main(int argc, char** argv) {
         return true;
       });
       report("dict_get", clients, static_cast<double>(ops * clients), t);
+
+      t = run_clients(manager, clients, [&](ipc::ManagerClient& c, int) {
+        ipc::CallPipeline pipe = c.pipeline();
+        for (long k = 0; k < ops; ++k) {
+          if (!pipe.counter_add("hits")) return false;
+          if ((k + 1) % kCheckEvery == 0 && !all_ok(pipe.flush(), kOk)) return false;
+        }
+        return all_ok(pipe.flush(), kOk);
+      });
+      report("counter_add_pipelined", clients, static_cast<double>(ops * clients), t);
+
+      t = run_clients(manager, clients, [&](ipc::ManagerClient& c, int id) {
+        ipc::CallPipeline pipe = c.pipeline();
+        const std::string prefix = "p" + std::to_string(id) + "-";
+        for (long k = 0; k < ops; ++k) {
+          if (!pipe.dict_set<std::int64_t>("d", prefix + std::to_string(k % 100), k)) return false;
+          if ((k + 1) % kCheckEvery == 0 && !all_ok(pipe.flush(), kOk)) return false;
+        }
+        return all_ok(pipe.flush(), kOk);
+      });
+      report("dict_set_pipelined", clients, static_cast<double>(ops * clients), t);
+
+      t = run_clients(manager, clients, [&](ipc::ManagerClient& c, int id) {
+        ipc::CallPipeline pipe = c.pipeline();
+        const std::string prefix = "p" + std::to_string(id) + "-";
+        for (long k = 0; k < ops; ++k) {
+          if (!pipe.dict_get<std::int64_t>("d", prefix + std::to_string(k % 100))) return false;
+          if ((k + 1) % kCheckEvery == 0 && !all_ok(pipe.flush(), kFound)) return false;
+        }
+        return all_ok(pipe.flush(), kFound);
+      });
+      report("dict_get_pipelined", clients, static_cast<double>(ops * clients), t);
 
       t = run_clients(manager, clients, [&](ipc::ManagerClient& c, int id) {
         ipc::WriteBatch batch;

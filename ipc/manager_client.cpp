@@ -1,5 +1,6 @@
 #include "ipc/manager_client.hpp"
 
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/random.h>
@@ -11,7 +12,9 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -48,7 +51,8 @@ milliseconds left_until(Clock::time_point deadline) {
   return left.count() > 0 ? left : milliseconds(0);
 }
 
-// One connection of the client: requests on it run one at a time, in seq order.
+// One connection of the client: requests on it run in seq order (one at a time, or many in
+// flight for a CallPipeline).
 struct Lane {
   int fd = -1;
   std::uint32_t id = 0;
@@ -407,6 +411,7 @@ struct ManagerClient::Impl {
     const Clock::time_point deadline = start + budget + park;
     const Clock::time_point park_end = start + park;
     lane.request.seq = ++lane.seq;
+    lane.request.acked = lane.seq - 1;  // one request in flight: every earlier reply was read
     bool encoded = false;
     for (;;) {
       if (lane.fd < 0) {
@@ -563,6 +568,249 @@ Status ManagerClient::write(WriteBatch& batch) {
   }
   batch.clear();
   return ok_status();
+}
+
+// --- CallPipeline ---------------------------------------------------------------------------
+
+struct CallPipeline::State {
+  ManagerClient::Impl* impl = nullptr;
+  std::unique_ptr<Lane> lane;
+  std::size_t depth = kDefaultPipelineDepth;
+  // The encoded Requests not answered yet, oldest first, back to back in window[head, end);
+  // sizes[i] is the frame size of each. The first `sent` bytes from head are on the wire. After
+  // a reconnect they are all sent again, unchanged: their `acked` marks are still true.
+  std::vector<std::byte> window;
+  std::size_t head = 0;
+  std::size_t sent = 0;
+  std::deque<std::size_t> sizes;
+  std::uint64_t first_seq = 0;  // seq of the oldest unanswered call
+  std::vector<OpReply> replies;
+  std::optional<Error> broken;
+  Op scratch;
+  Reply reply;
+
+  [[nodiscard]] std::size_t queued_bytes() const { return window.size() - head; }
+
+  Status submit(const Op& op) {
+    if (broken) return *broken;
+    if (is_blocking_op(op.code)) {
+      return manager_error(ManagerError::kBadRequest,
+                           std::string("manager ") + std::string(op_name(op.code)) + " on '" +
+                               op.object + "' blocks, and a pipeline cannot wait for one call: "
+                               "use the proxy");
+    }
+    lane->request.seq = lane->seq + 1;
+    lane->request.acked = sizes.empty() ? lane->seq : first_seq - 1;
+    lane->request.ops.resize(1);
+    lane->request.ops.front() = op;
+    const std::size_t before = window.size();
+    const std::size_t size = append_frame(lane->request, window);
+    if (size > kMaxFrameSize) {
+      window.resize(before);
+      return manager_error(ManagerError::kTooLarge,
+                           "a request to the manager takes " + std::to_string(size) +
+                               " bytes, over the limit of " + std::to_string(kMaxFrameSize) +
+                               ": store smaller values");
+    }
+    if (sizes.empty()) first_seq = lane->request.seq;
+    ++lane->seq;
+    sizes.push_back(window.size() - before);
+    if (sizes.size() >= depth) return pump(depth / 2);
+    return ok_status();
+  }
+
+  // Sends everything queued and reads replies until at most `keep` calls are unanswered,
+  // reconnecting and resending while the manager is down. Sending never blocks while replies
+  // wait to be read, so a server that stops reading until its replies are taken cannot
+  // deadlock with us.
+  Status pump(std::size_t keep) {
+    if (broken) return *broken;
+    const milliseconds budget(impl->call_timeout_ms.load(std::memory_order_relaxed));
+    Clock::time_point start = Clock::now();
+    Clock::time_point deadline = start + budget;
+    for (;;) {
+      if (lane->fd < 0) {
+        Status opened = impl->open_lane(*lane, start, deadline);
+        if (!opened) return fail(opened.error());
+        sent = 0;
+      }
+      Attempt a = send_some();
+      if (a.kind == Attempt::kOk) {
+        const std::size_t answered = replies.size();
+        a = take_replies();
+        if (replies.size() != answered) deadline = Clock::now() + budget;  // progress
+      }
+      if (a.kind == Attempt::kOk) {
+        if (sizes.size() <= keep && sent == queued_bytes()) return ok_status();
+        a = wait_for_io(deadline);
+      }
+      if (a.kind == Attempt::kFail) return fail(a.error);
+      if (a.kind == Attempt::kRetry) {
+        impl->drop(*lane);
+        if (Clock::now() >= deadline) {
+          return fail(impl->unreachable(std::chrono::duration_cast<milliseconds>(deadline - start),
+                                        a.error));
+        }
+      }
+    }
+  }
+
+  Attempt send_some() {
+    while (sent < queued_bytes()) {
+      const ssize_t n = ::send(lane->fd, window.data() + head + sent, queued_bytes() - sent,
+                               MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) {
+        sent += static_cast<std::size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Attempt::ok();
+      return Attempt::retry(sys_error("manager", "send", "manager socket", n < 0 ? errno : EPIPE));
+    }
+    return Attempt::ok();
+  }
+
+  // Blocks until the socket can take more (while some is unsent) or a reply frame arrives.
+  Attempt wait_for_io(Clock::time_point deadline) {
+    if (sent == queued_bytes()) {
+      std::size_t size = 0;
+      return read_frame(*lane, deadline, size, true);  // take_replies() consumes it
+    }
+    pollfd p{lane->fd, POLLIN | POLLOUT, 0};
+    const int rc = ::poll(&p, 1, static_cast<int>(std::max<std::int64_t>(left_until(deadline).count(), 1)));
+    if (rc < 0 && errno != EINTR) return Attempt::retry(sys_error("manager", "poll", "manager socket", errno));
+    if (rc == 0 && Clock::now() >= deadline) {
+      return Attempt::retry(manager_error(ManagerError::kUnreachable,
+                                          "the manager did not take the requests in time"));
+    }
+    if ((p.revents & POLLIN) != 0) {
+      if (lane->in.size() < lane->in_used + 4096) lane->in.resize(lane->in_used + 64 * 1024);
+      const ssize_t n = ::recv(lane->fd, lane->in.data() + lane->in_used,
+                               lane->in.size() - lane->in_used, MSG_DONTWAIT);
+      if (n > 0) {
+        lane->in_used += static_cast<std::size_t>(n);
+      } else if (n == 0) {
+        return Attempt::retry(manager_error(ManagerError::kUnreachable,
+                                            "the manager closed the connection"));
+      } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        return Attempt::retry(sys_error("manager", "recv", "manager socket", errno));
+      }
+    } else if ((p.revents & (POLLERR | POLLHUP)) != 0) {
+      return Attempt::retry(manager_error(ManagerError::kUnreachable,
+                                          "the manager closed the connection"));
+    }
+    return Attempt::ok();
+  }
+
+  // Takes every whole reply frame already received, in order.
+  Attempt take_replies() {
+    std::size_t at = 0;
+    Attempt result = Attempt::ok();
+    while (!sizes.empty()) {
+      const auto rest = std::span<const std::byte>(lane->in.data() + at, lane->in_used - at);
+      const FrameCheck check = check_frame(rest);
+      if (check.state == FrameState::kIncomplete) break;
+      if (check.state == FrameState::kOversized) {
+        result = Attempt::fail(manager_error(ManagerError::kProtocol,
+                                             "the manager sent a frame of " +
+                                                 std::to_string(check.message_size) +
+                                                 " bytes, over the protocol's limit"));
+        break;
+      }
+      Status decoded = decode(rest.subspan(kFramePrefixSize, check.message_size), reply);
+      at += kFramePrefixSize + check.message_size;
+      if (!decoded || reply.seq != first_seq ||
+          (reply.error.empty() && reply.results.size() != 1)) {
+        result = Attempt::fail(manager_error(
+            ManagerError::kProtocol,
+            "bad reply from the manager at " + impl->socket_text + " to request " +
+                std::to_string(first_seq) + ": " +
+                (decoded ? "it answered request " + std::to_string(reply.seq) + " with " +
+                               std::to_string(reply.results.size()) + " results"
+                         : decoded.error().what())));
+        break;
+      }
+      if (!reply.error.empty()) {
+        OpReply refused;
+        refused.status = OpStatus::kFailed;
+        refused.error = "the manager refused the request: " + reply.error;
+        replies.push_back(std::move(refused));
+      } else {
+        replies.push_back(std::move(reply.results.front()));
+      }
+      head += sizes.front();
+      sent -= sizes.front();
+      sizes.pop_front();
+      ++first_seq;
+    }
+    if (at > 0) {
+      std::memmove(lane->in.data(), lane->in.data() + at, lane->in_used - at);
+      lane->in_used -= at;
+    }
+    if (head > 0 && head >= window.size() / 2) {
+      window.erase(window.begin(), window.begin() + static_cast<std::ptrdiff_t>(head));
+      head = 0;
+    }
+    return result;
+  }
+
+  Status fail(Error e) {
+    impl->drop(*lane);  // the stream may be out of step: the lane's next call starts afresh
+    window.clear();
+    head = sent = 0;
+    sizes.clear();
+    broken = e;
+    return e;
+  }
+};
+
+CallPipeline::CallPipeline(std::unique_ptr<State> state) : state_(std::move(state)) {}
+CallPipeline::CallPipeline(CallPipeline&& other) noexcept = default;
+CallPipeline& CallPipeline::operator=(CallPipeline&& other) noexcept = default;
+
+CallPipeline::~CallPipeline() {
+  if (!state_) return;
+  if (!state_->sizes.empty()) (void)state_->pump(0);
+  state_->impl->give(std::move(state_->lane));
+}
+
+Status CallPipeline::submit(const Op& op) { return state_->submit(op); }
+
+Status CallPipeline::counter_add(std::string_view counter, std::int64_t delta) {
+  Op& op = scratch(OpCode::kCounterAdd, counter);
+  op.number = delta;
+  return submit(op);
+}
+
+Op& CallPipeline::scratch(OpCode code, std::string_view object) {
+  Op& op = state_->scratch;
+  op = Op{};
+  op.code = code;
+  op.object = object;
+  return op;
+}
+
+Result<std::vector<OpReply>> CallPipeline::flush() {
+  Status pumped = state_->pump(0);
+  if (!pumped) return pumped.error();
+  std::vector<OpReply> out;
+  out.swap(state_->replies);
+  return out;
+}
+
+std::size_t CallPipeline::pending() const { return state_->replies.size() + state_->sizes.size(); }
+
+CallPipeline ManagerClient::pipeline(std::size_t depth) {
+  assert(impl_ && "ManagerClient used after being moved from");
+  assert(depth >= 1 && depth <= kMaxPipelineDepth && "pipeline depth outside 1..kMaxPipelineDepth");
+  auto state = std::make_unique<CallPipeline::State>();
+  state->impl = impl_.get();
+  state->lane = impl_->take();
+  state->depth = depth;
+  if (impl_->fork_generation != g_fork_generation.load(std::memory_order_relaxed)) {
+    state->broken = forked_error();
+  }
+  return CallPipeline(std::move(state));
 }
 
 // --- detail ---------------------------------------------------------------------------------

@@ -14,7 +14,7 @@
 //  - Every call is one Request, atomic on the server. A call made while the manager is down
 //    (killed, restarting) reconnects by itself and retries until the client's call timeout,
 //    then returns an Error (kUnreachable) that names the socket. A retried call that changes
-//    state is applied exactly once (the server remembers the last seq of every lane).
+//    state is applied exactly once (the server keeps every reply the lane has not acknowledged).
 //  - A lock is held by the client, not the thread: it is released when the client's last
 //    connection closes (the process died) and when its lease ends, whichever comes first.
 //    Its holder learns that at release() (kLockLost) or from held().
@@ -52,8 +52,10 @@ class CounterProxy;
 class LockProxy;
 class EventProxy;
 class WriteBatch;
+class CallPipeline;
 
 inline constexpr std::chrono::milliseconds kDefaultLockLease{30000};
+inline constexpr std::size_t kDefaultPipelineDepth = 64;
 
 // A lock held by this client. `token` is a fencing token: every grant of any lock gets a
 // larger one, so a resource can refuse a writer whose lease was taken over.
@@ -84,7 +86,8 @@ class ManagerClient {
   void set_call_timeout(std::chrono::milliseconds timeout);
   [[nodiscard]] std::chrono::milliseconds call_timeout() const;
   [[nodiscard]] const std::filesystem::path& socket_path() const;
-  // Connections currently open (one per thread that had a call in flight at once).
+  // Connections currently open (one per thread that had a call in flight at once, and one per
+  // live CallPipeline).
   [[nodiscard]] std::size_t lanes() const;
 
   template <Transferable V>
@@ -111,15 +114,21 @@ class ManagerClient {
   // Nothing is applied when any change is refused.
   Status write(WriteBatch& batch);
 
+  // Calls sent without waiting for each reply, on a lane of their own; `depth` (1 to
+  // kMaxPipelineDepth) is how many may be unanswered at once.
+  CallPipeline pipeline(std::size_t depth = kDefaultPipelineDepth);
+
   // The raw layer under the proxies: runs `ops` as one Request and returns one OpReply per
   // op. `park` is how long the server may park a blocking op (it extends the call's
-  // deadline). `ops` is left as it was given.
+  // deadline). `ops` is left as it was given, except that a blocking op's timeout_ms is
+  // shortened by the time spent reconnecting.
   Result<std::vector<OpReply>> call(std::vector<Op>& ops, std::chrono::milliseconds park);
   // One op; its per-op outcome (not found, timeout, ...) is in the OpReply.
   Result<OpReply> call_one(const Op& op,
                            std::chrono::milliseconds park = std::chrono::milliseconds(0));
 
  private:
+  friend class CallPipeline;
   struct Impl;
   explicit ManagerClient(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
@@ -458,6 +467,77 @@ class WriteBatch {
 
   std::vector<Op> ops_;  // ops_[0, used_) are the batch; the rest is reusable storage
   std::size_t used_ = 0;
+};
+
+// Calls sent without waiting for each reply, like Redis pipelining: a run of calls pays for
+// one round trip (and one system call each way) per batch instead of one per call. Unlike a
+// WriteBatch, every call is its own Request: atomic by itself, applied exactly once (also
+// when the manager restarts mid-flight: unanswered calls are resent, and the server answers
+// a resent mutation from memory), and it may read. Replies come back in the order of the
+// calls. A resent read runs again, so it may see a write submitted after it.
+//
+// Who calls what: one thread at a time. It holds one lane of its client while it lives.
+// Blocking ops (lock acquire, event wait, queue put/get) are refused: they would hold up
+// every call behind them; use the proxies.
+class CallPipeline {
+ public:
+  CallPipeline(CallPipeline&& other) noexcept;
+  CallPipeline& operator=(CallPipeline&& other) noexcept;
+  CallPipeline(const CallPipeline&) = delete;
+  CallPipeline& operator=(const CallPipeline&) = delete;
+  // Waits for the calls in flight (up to the call timeout), so everything submitted is applied.
+  ~CallPipeline();
+
+  // Queues `op` as one Request. Once `depth` calls are unanswered, sends what is queued and
+  // reads replies until half are answered. Errors: kBadRequest (a blocking op), kTooLarge;
+  // kUnreachable when the manager stayed unreachable for the call timeout, after which the
+  // pipeline is broken: every later call returns that Error, and whether the unanswered
+  // calls were applied is unknown (as for a synchronous call that times out).
+  Status submit(const Op& op);
+  Status counter_add(std::string_view counter, std::int64_t delta = 1);
+  template <Transferable V>
+  Status dict_set(std::string_view dict, std::string_view key, const V& value) {
+    Op& op = scratch(OpCode::kDictSet, dict);
+    op.key = key;
+    encode_value(value, op.value);
+    return submit(op);
+  }
+  // Its reply holds the value: read it with value_of<V>().
+  template <Transferable V>
+  Status dict_get(std::string_view dict, std::string_view key) {
+    Op& op = scratch(OpCode::kDictGet, dict);
+    op.key = key;
+    op.type_tag = transfer_tag<V>();
+    op.type_version = transfer_version<V>();
+    return submit(op);
+  }
+
+  // Sends what is queued and waits for every reply. Returns one OpReply per call submitted
+  // since the last flush, in order (a call the server refused as a whole has status kFailed
+  // and says why), and forgets them.
+  Result<std::vector<OpReply>> flush();
+  // Calls submitted whose replies flush() has not returned yet.
+  [[nodiscard]] std::size_t pending() const;
+
+  // The value in the reply to a dict_get (or any read of one value): nullopt when absent.
+  template <Transferable V>
+  static Result<std::optional<V>> value_of(const OpReply& reply) {
+    if (reply.status == OpStatus::kNotFound) return std::optional<V>{};
+    Op op;
+    op.code = OpCode::kDictGet;
+    if (reply.status != OpStatus::kOk) return detail::op_error(op, reply, transfer_name<V>());
+    auto value = detail::decode_value<V>(op, reply.value);
+    if (!value) return value.error();
+    return std::optional<V>(std::move(*value));
+  }
+
+ private:
+  friend class ManagerClient;
+  struct State;
+  explicit CallPipeline(std::unique_ptr<State> state);
+  Op& scratch(OpCode code, std::string_view object);
+
+  std::unique_ptr<State> state_;
 };
 
 // --- Pipeline helpers -----------------------------------------------------------------------

@@ -19,7 +19,7 @@
 //   server -> client   Welcome { accepted or the reason not, proof = auth_digest(key, 'S',
 //                                client nonce) }   (the connection closes when refused)
 //   then, any number of times:
-//   client -> server   Request { seq, ops }
+//   client -> server   Request { seq, acked, ops }
 //   server -> client   Reply { seq, error, one OpReply per op }
 // The secret never crosses the wire: each side proves it knows it by keying a hash of the
 // other side's fresh random nonce with it (SipHash-2-4, a keyed PRF). The role byte ('C' or
@@ -30,10 +30,13 @@
 //    is invalid (unknown code, wrong object kind, a value that is not a codec message) none
 //    runs and Reply::error says why. A blocking op (lock acquire, event wait, queue put/get)
 //    must be the only op of its Request.
-//  - One Request is in flight per connection ("lane"); seq increases by one per Request on a
-//    lane and a retry after a reconnect repeats the same seq. The server remembers, per
-//    (client id, lane), the last seq that changed state and its Reply, and answers a repeated
-//    seq from that memory: a retried mutation is applied once.
+//  - Up to kMaxPipelineDepth Requests may be in flight per connection ("lane"); the server
+//    runs them in the order sent and answers in that order. seq increases by one per Request
+//    on a lane, and a resend after a reconnect repeats the same seq. `acked` is the highest
+//    seq whose Reply the client has read, with every lower one. The server remembers, per
+//    (client id, lane), each Reply to a state-changing Request above `acked`, and answers a
+//    repeated seq from that memory: a resent mutation is applied once. A resent read runs
+//    again (it may then see writes sent after it on the same lane).
 //  - Values are stored on the server as the codec message the client encoded (type tag and
 //    version included). A typed read names the type it expects; the server refuses to hand
 //    out (or, for a queue, to remove) a value of another type.
@@ -78,6 +81,8 @@ enum class ManagerError : int {
 inline constexpr std::size_t kFramePrefixSize = 4;
 // The largest message either side sends or accepts (values, keys() lists and slices count).
 inline constexpr std::size_t kMaxFrameSize = std::size_t{1} << 20;
+// The most Requests a client may have sent on one lane without having read their Replies.
+inline constexpr std::size_t kMaxPipelineDepth = 128;
 
 // --- Authentication -------------------------------------------------------------------------
 
@@ -355,12 +360,14 @@ struct OpReply {
 
 struct Request {
   static constexpr std::string_view kTransferName = "millrace.manager.Request";
+  static constexpr std::uint32_t kTransferVersion = 2;  // 2: acked
   std::uint64_t seq = 0;
+  std::uint64_t acked = 0;  // every Reply up to this seq has reached the client
   std::vector<Op> ops;
 
   template <class A>
   void serialize(A& ar) {
-    ar(seq, ops);
+    ar(seq, acked, ops);
   }
 };
 

@@ -13,6 +13,6 @@ inline constexpr std::uint32_t kSegmentFormatVersion = 1;
 inline constexpr std::uint32_t kRingFormatVersion = 1;
 inline constexpr std::uint32_t kCodecFormatVersion = 1;
 inline constexpr std::uint32_t kStatsFormatVersion = 1;
-inline constexpr std::uint32_t kManagerProtocolVersion = 1;
+inline constexpr std::uint32_t kManagerProtocolVersion = 2;
 
 }  // namespace millrace

@@ -35,6 +35,7 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -77,6 +78,10 @@ constexpr std::size_t kMaxValueSize = ipc::kMaxFrameSize - 4096;  // so any one 
 constexpr std::size_t kMaxNameSize = 1024;
 constexpr std::size_t kMaxKeySize = 64 * 1024;
 constexpr std::size_t kMaxConnections = 4096;
+// What a connection may have queued behind a parked request: one more request of any size.
+constexpr std::size_t kMaxHeldInput = ipc::kFramePrefixSize + ipc::kMaxFrameSize;
+// How long accepting pauses when the process is out of file descriptors.
+constexpr auto kAcceptPause = std::chrono::milliseconds(100);
 constexpr std::int64_t kMaxQueueCapacity = std::int64_t{1} << 20;
 constexpr std::int64_t kMaxLeaseMs = 24LL * 3600 * 1000;
 constexpr std::int64_t kMaxTimeoutMs = 7LL * 24 * 3600 * 1000;
@@ -172,8 +177,8 @@ struct Effect {
   }
 };
 
-// The last state-changing request of a lane and its reply: a resend of that seq gets the reply
-// again instead of a second application.
+// A state-changing request of a lane and its reply: a resend of that seq gets the reply again
+// instead of a second application.
 struct LaneMemo {
   std::uint64_t seq = 0;
   ipc::Reply reply;
@@ -182,6 +187,34 @@ struct LaneMemo {
   template <class A>
   void serialize(A& ar) {
     ar(seq, reply, wall_ns);
+  }
+};
+
+// The memos a lane's client may still need, oldest first: those above the lane's `acked`
+// mark, so a synchronous client keeps one and a pipelining one at most kMaxPipelineDepth.
+struct LaneMemos {
+  std::deque<LaneMemo> recent;
+
+  void forget_up_to(std::uint64_t acked) {
+    while (!recent.empty() && recent.front().seq <= acked) recent.pop_front();
+  }
+  void add(LaneMemo&& memo) {
+    recent.push_back(std::move(memo));
+    if (recent.size() > ipc::kMaxPipelineDepth) recent.pop_front();  // the client broke the limit
+  }
+  [[nodiscard]] const LaneMemo* find(std::uint64_t seq) const {
+    for (const LaneMemo& m : recent) {
+      if (m.seq == seq) return &m;
+    }
+    return nullptr;
+  }
+  [[nodiscard]] std::int64_t last_wall_ns() const {
+    return recent.empty() ? 0 : recent.back().wall_ns;
+  }
+
+  template <class A>
+  void serialize(A& ar) {
+    ar(recent);
   }
 };
 
@@ -209,9 +242,10 @@ using LaneKey = std::pair<std::uint64_t, std::uint32_t>;  // (client id, lane)
 
 struct State {
   static constexpr std::string_view kTransferName = "millrace.manager.State";
+  static constexpr std::uint32_t kTransferVersion = 2;  // 2: a window of memos per lane
   std::uint64_t next_token = 1;
   std::unordered_map<std::string, Object> objects;
-  std::map<LaneKey, LaneMemo> lanes;
+  std::map<LaneKey, LaneMemos> lanes;
 
   template <class A>
   void serialize(A& ar) {
@@ -386,6 +420,10 @@ class Server {
   void release_locks_of(std::uint64_t client, const std::string& why);
   int poll_timeout_ms(SteadyClock::time_point now) const;
 
+  void fit_connections_to_fd_limit();
+  void pause_accepting(SteadyClock::time_point now, int err);
+  void resume_accepting(SteadyClock::time_point now);
+
   // Closing.
   void kill(Connection& c);
   void close_dead();
@@ -421,6 +459,8 @@ class Server {
   ipc::Request request_;  // reused between requests
   ipc::Reply reply_;
   bool warned_connections_ = false;
+  std::size_t max_connections_ = kMaxConnections;  // lowered to fit the descriptor limit
+  std::optional<SteadyClock::time_point> accept_resume_;  // accepting paused (out of fds) until
   std::int64_t wall_now_ = wall_now_ns();  // per loop iteration: memo ages need no precision
   std::uint32_t spin_skip_ = 0;            // busy iterations left before spinning again
   std::uint32_t spin_misses_ = 0;          // spins in a row that found nothing
@@ -524,7 +564,7 @@ void Server::commit(const Connection& c, std::uint64_t seq, ipc::Reply&& reply, 
   record_.memo.reply = std::move(reply);
   record_.memo.wall_ns = wall_now_;
   append_record(record_, journal_);
-  state_.lanes[lane] = std::move(record_.memo);
+  state_.lanes[lane].add(std::move(record_.memo));
   record_.effects.clear();
   record_.has_memo = false;
 }
@@ -571,7 +611,7 @@ Status Server::load(const std::vector<std::byte>& file) {
                            " of the manager state file " + path + ": " + st.error().what());
       }
       for (const Effect& e : record.effects) apply(e, now, wall);
-      if (record.has_memo) state_.lanes[record.lane] = std::move(record.memo);
+      if (record.has_memo) state_.lanes[record.lane].add(std::move(record.memo));
     }
     at += kRecordPrefix + length;
     ++records;
@@ -591,7 +631,7 @@ Status Server::compact() {
   const std::int64_t wall = wall_now_ns();
   for (auto it = state_.lanes.begin(); it != state_.lanes.end();) {
     const bool connected = client_conns_.count(it->first.first) != 0;
-    if (!connected && wall - it->second.wall_ns > kMemoKeepNs) {
+    if (it->second.recent.empty() || (!connected && wall - it->second.last_wall_ns() > kMemoKeepNs)) {
       it = state_.lanes.erase(it);
     } else {
       ++it;
@@ -732,16 +772,45 @@ Status Server::listen() {
   if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev) != 0) {
     return sys_error("manager", "epoll_ctl", path, errno);
   }
+  fit_connections_to_fd_limit();
   return ok_status();
+}
+
+// Raises the soft descriptor limit towards kMaxConnections (plus room for the state file and
+// the like), and serves no more connections than the limit allows, so accept() never runs out
+// of descriptors under a limit that this process knows about.
+void Server::fit_connections_to_fd_limit() {
+  constexpr rlim_t kSpare = 64;
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  const rlim_t wanted = kMaxConnections + kSpare;
+  if (limit.rlim_cur < wanted && limit.rlim_cur != RLIM_INFINITY) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max == RLIM_INFINITY ? wanted : std::min(wanted, limit.rlim_max);
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+  }
+  if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < wanted) {
+    max_connections_ = limit.rlim_cur > 2 * kSpare ? static_cast<std::size_t>(limit.rlim_cur - kSpare)
+                                                   : static_cast<std::size_t>(limit.rlim_cur / 2);
+    log_line("serving at most " + std::to_string(max_connections_) +
+             " connections (the open-files limit is " + std::to_string(limit.rlim_cur) + ")");
+  }
 }
 
 void Server::accept_all(SteadyClock::time_point now) {
   for (;;) {
     const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) return;  // EAGAIN, or a connection that died before we got to it
-    if (conns_.size() >= kMaxConnections) {
+    if (fd < 0) {
+      // EAGAIN, or a connection that died before we got to it. Out of descriptors, the
+      // listener stays readable: accepting pauses instead of spinning on it.
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        pause_accepting(now, errno);
+      }
+      return;
+    }
+    if (conns_.size() >= max_connections_) {
       if (!warned_connections_) {
-        log_line("refusing connections: " + std::to_string(kMaxConnections) + " are open");
+        log_line("refusing connections: " + std::to_string(max_connections_) + " are open");
         warned_connections_ = true;
       }
       ::close(fd);
@@ -777,6 +846,25 @@ void Server::accept_all(SteadyClock::time_point now) {
     hello.nonce = c.nonce;
     send_message(c, hello);
   }
+}
+
+void Server::pause_accepting(SteadyClock::time_point now, int err) {
+  epoll_event ev{};
+  ev.events = 0;
+  ev.data.u64 = 0;
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, listen_fd_, &ev) != 0) return;  // keep trying then
+  log_line("cannot accept connections (" + errno_text(err) + ", " +
+           std::to_string(conns_.size()) + " open); trying again in " +
+           std::to_string(kAcceptPause.count()) + " ms");
+  accept_resume_ = now + kAcceptPause;
+}
+
+void Server::resume_accepting(SteadyClock::time_point now) {
+  if (!accept_resume_ || now < *accept_resume_) return;
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = 0;
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, listen_fd_, &ev) == 0) accept_resume_.reset();
 }
 
 template <ipc::Transferable T>
@@ -830,6 +918,7 @@ void Server::read_from(Connection& c) {
   }
   c.in_used += static_cast<std::size_t>(n);
   process_frames(c);
+  if (c.parked != 0 && !c.dead) watch(c);  // its input may have reached kMaxHeldInput
 }
 
 void Server::process_frames(Connection& c) {
@@ -1012,15 +1101,28 @@ std::optional<std::pair<ManagerError, std::string>> Server::validate(const ipc::
 
 void Server::handle_request(Connection& c, const ipc::Request& request) {
   const LaneKey lane{c.client, c.lane};
-  if (auto memo = state_.lanes.find(lane); memo != state_.lanes.end()) {
-    if (request.seq == memo->second.seq) {
-      send_reply(c, memo->second.reply);  // a resend after a reconnect: already applied
+  bool mutating = false;
+  for (const Op& op : request.ops) mutating = mutating || ipc::is_mutating_op(op.code);
+  if (request.acked >= request.seq) {
+    refuse(c, request.seq, ManagerError::kProtocol,
+           "request " + std::to_string(request.seq) + " claims its own reply (acked " +
+               std::to_string(request.acked) + ")");
+    return;
+  }
+  if (auto memos = state_.lanes.find(lane); memos != state_.lanes.end()) {
+    memos->second.forget_up_to(request.acked);
+    if (const LaneMemo* memo = memos->second.find(request.seq)) {
+      send_reply(c, memo->reply);  // a resend after a reconnect: already applied
       return;
     }
-    if (request.seq < memo->second.seq) {
+    // A mutation the lane has already passed without applying cannot come from a client that
+    // sends in seq order: refuse it rather than apply it out of order. (A read may: it is one
+    // whose reply was lost, and runs again.)
+    if (mutating && !memos->second.recent.empty() && request.seq < memos->second.recent.back().seq) {
       refuse(c, request.seq, ManagerError::kProtocol,
              "request " + std::to_string(request.seq) + " is older than request " +
-                 std::to_string(memo->second.seq) + " already applied on this lane");
+                 std::to_string(memos->second.recent.back().seq) +
+                 " already applied on this lane");
       return;
     }
   }
@@ -1028,8 +1130,6 @@ void Server::handle_request(Connection& c, const ipc::Request& request) {
     refuse(c, request.seq, refusal->first, std::move(refusal->second));
     return;
   }
-  bool mutating = false;
-  for (const Op& op : request.ops) mutating = mutating || ipc::is_mutating_op(op.code);
   reply_.seq = request.seq;
   reply_.error_code = 0;
   reply_.error.clear();
@@ -1392,6 +1492,7 @@ int Server::poll_timeout_ms(SteadyClock::time_point now) const {
   SteadyClock::time_point next = SteadyClock::time_point::max();
   if (!deadlines_.empty()) next = std::min(next, deadlines_.begin()->first);
   if (!leases_.empty()) next = std::min(next, leases_.begin()->first);
+  if (accept_resume_) next = std::min(next, *accept_resume_);
   for (const auto& [id, c] : conns_) {
     if (!c.ready) next = std::min(next, c.hello_deadline);
   }
@@ -1472,8 +1573,19 @@ void Server::flush_outputs() {
   sending_.resize(keep);
 }
 
+// What a connection is watched for: EPOLLOUT while its replies wait for room (it is not read
+// meanwhile); nothing once closing; and while parked with kMaxHeldInput queued behind the
+// parked request, only its close (which cancels what it parked). So no client makes the
+// server buffer without bound, whether it never reads or keeps sending.
 void Server::watch(Connection& c) {
-  const std::uint32_t want = c.output_pending() ? EPOLLOUT : (c.closing ? 0u : EPOLLIN);
+  std::uint32_t want = EPOLLIN;
+  if (c.output_pending()) {
+    want = EPOLLOUT;
+  } else if (c.closing) {
+    want = 0;
+  } else if (c.parked != 0 && c.in_used >= kMaxHeldInput) {
+    want = EPOLLRDHUP;
+  }
   if (want == c.watched) return;
   epoll_event ev{};
   ev.events = want;
@@ -1536,11 +1648,12 @@ Status Server::run(const sigset_t& wait_mask) {
       Connection& c = it->second;
       if (c.watched == EPOLLIN) {
         read_from(c);  // also sees an EOF or an error
-      } else if ((events[i].events & (EPOLLHUP | EPOLLERR)) != 0) {
+      } else if ((events[i].events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)) != 0) {
         kill(c);
       }
       // EPOLLOUT: flush_outputs() below sends what is queued.
     }
+    resume_accepting(now);
     if (accept) accept_all(now);
     expire(now);
     close_dead();

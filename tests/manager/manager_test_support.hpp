@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -126,6 +127,10 @@ class ManagerProcess {
       if (::getppid() != parent) ::_exit(127);
       ::dup2(log, 2);
       ::fcntl(ready[1], F_SETFD, 0);
+      if (fd_limit_ > 0) {
+        const rlimit limit{fd_limit_, fd_limit_};
+        if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) ::_exit(126);
+      }
       ::execve(bin.c_str(), const_cast<char* const*>(argv), envp.data());
       ::_exit(127);
     }
@@ -164,6 +169,9 @@ class ManagerProcess {
     return ipc::ManagerClient::connect(socket_, secret_, timeout);
   }
 
+  // The open-files limit (soft and hard) of managers started from now on; 0 leaves it as is.
+  void set_fd_limit(rlim_t limit) { fd_limit_ = limit; }
+
   [[nodiscard]] std::string log_text() const { return read_text(log_); }
   [[nodiscard]] pid_t pid() const { return pid_; }
   [[nodiscard]] const fs::path& socket() const { return socket_; }
@@ -174,6 +182,7 @@ class ManagerProcess {
  private:
   fs::path dir_, socket_, secret_, state_, log_, config_;
   pid_t pid_ = 0;
+  rlim_t fd_limit_ = 0;
 };
 
 // Runs `body` in a child process; its return value is the child's exit status. The child
@@ -254,6 +263,7 @@ class RawConnection {
   }
 
   [[nodiscard]] bool connected() const { return connected_; }
+  [[nodiscard]] int fd() const { return fd_; }
 
   bool send_bytes(const void* data, std::size_t size) {
     const auto* p = static_cast<const char*>(data);
@@ -299,14 +309,17 @@ class RawConnection {
       if (n < 0) return errno == ECONNRESET;
     }
   }
-  // The whole hello exchange with `key`; returns the Welcome.
+  // The whole hello exchange with `key` as (client_id, lane); returns the Welcome.
   std::optional<ipc::Welcome> authenticate(const ipc::SipKey& key,
-                                           std::uint32_t version = kManagerProtocolVersion) {
+                                           std::uint32_t version = kManagerProtocolVersion,
+                                           std::uint64_t client_id = 0, std::uint32_t lane = 0) {
     auto hello = read<ipc::ServerHello>();
     if (!hello) return std::nullopt;
     ipc::ClientHello mine;
     mine.protocol_version = version;
-    mine.client_id = 0x5eed0000u + static_cast<std::uint64_t>(::getpid());
+    mine.client_id =
+        client_id != 0 ? client_id : 0x5eed0000u + static_cast<std::uint64_t>(::getpid());
+    mine.lane = lane;
     mine.pid = static_cast<std::int32_t>(::getpid());
     mine.nonce = {1, 2};
     mine.proof = ipc::auth_digest(key, 'C', hello->nonce);
