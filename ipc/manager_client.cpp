@@ -574,6 +574,7 @@ Status ManagerClient::write(WriteBatch& batch) {
 
 struct CallPipeline::State {
   ManagerClient::Impl* impl = nullptr;
+  std::uint64_t fork_generation = g_fork_generation.load(std::memory_order_relaxed);
   std::unique_ptr<Lane> lane;
   std::size_t depth = kDefaultPipelineDepth;
   // The encoded Requests not answered yet, oldest first, back to back in window[head, end);
@@ -590,8 +591,13 @@ struct CallPipeline::State {
   Reply reply;
 
   [[nodiscard]] std::size_t queued_bytes() const { return window.size() - head; }
+  // In a child forked while the pipeline lived: the lane's socket is the parent's.
+  [[nodiscard]] bool forked() const {
+    return fork_generation != g_fork_generation.load(std::memory_order_relaxed);
+  }
 
   Status submit(const Op& op) {
+    if (forked()) return forked_error();
     if (broken) return *broken;
     if (is_blocking_op(op.code)) {
       return manager_error(ManagerError::kBadRequest,
@@ -624,6 +630,7 @@ struct CallPipeline::State {
   // wait to be read, so a server that stops reading until its replies are taken cannot
   // deadlock with us.
   Status pump(std::size_t keep) {
+    if (forked()) return forked_error();
     if (broken) return *broken;
     const milliseconds budget(impl->call_timeout_ms.load(std::memory_order_relaxed));
     Clock::time_point start = Clock::now();
@@ -684,7 +691,9 @@ struct CallPipeline::State {
                                           "the manager did not take the requests in time"));
     }
     if ((p.revents & POLLIN) != 0) {
-      if (lane->in.size() < lane->in_used + 4096) lane->in.resize(lane->in_used + 64 * 1024);
+      if (lane->in.size() < lane->in_used + 4096) {
+        lane->in.resize(std::max(lane->in.size() * 2, lane->in_used + 64 * 1024));
+      }
       const ssize_t n = ::recv(lane->fd, lane->in.data() + lane->in_used,
                                lane->in.size() - lane->in_used, MSG_DONTWAIT);
       if (n > 0) {
@@ -766,15 +775,29 @@ struct CallPipeline::State {
 
 CallPipeline::CallPipeline(std::unique_ptr<State> state) : state_(std::move(state)) {}
 CallPipeline::CallPipeline(CallPipeline&& other) noexcept = default;
-CallPipeline& CallPipeline::operator=(CallPipeline&& other) noexcept = default;
+
+CallPipeline& CallPipeline::operator=(CallPipeline&& other) noexcept {
+  if (this != &other) {
+    CallPipeline old(std::move(*this));  // finishes the calls in flight, returns the lane
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
 
 CallPipeline::~CallPipeline() {
   if (!state_) return;
+  if (state_->forked()) {
+    state_->lane->close_fd();  // never write to the parent's socket; the parent's copy stays
+    return;
+  }
   if (!state_->sizes.empty()) (void)state_->pump(0);
   state_->impl->give(std::move(state_->lane));
 }
 
-Status CallPipeline::submit(const Op& op) { return state_->submit(op); }
+Status CallPipeline::submit(const Op& op) {
+  assert(state_ && "CallPipeline used after being moved from");
+  return state_->submit(op);
+}
 
 Status CallPipeline::counter_add(std::string_view counter, std::int64_t delta) {
   Op& op = scratch(OpCode::kCounterAdd, counter);
@@ -791,6 +814,7 @@ Op& CallPipeline::scratch(OpCode code, std::string_view object) {
 }
 
 Result<std::vector<OpReply>> CallPipeline::flush() {
+  assert(state_ && "CallPipeline used after being moved from");
   Status pumped = state_->pump(0);
   if (!pumped) return pumped.error();
   std::vector<OpReply> out;
@@ -802,11 +826,11 @@ std::size_t CallPipeline::pending() const { return state_->replies.size() + stat
 
 CallPipeline ManagerClient::pipeline(std::size_t depth) {
   assert(impl_ && "ManagerClient used after being moved from");
-  assert(depth >= 1 && depth <= kMaxPipelineDepth && "pipeline depth outside 1..kMaxPipelineDepth");
   auto state = std::make_unique<CallPipeline::State>();
   state->impl = impl_.get();
   state->lane = impl_->take();
-  state->depth = depth;
+  // The server keeps replies for at most kMaxPipelineDepth unacknowledged calls of a lane.
+  state->depth = std::clamp<std::size_t>(depth, 1, kMaxPipelineDepth);
   if (impl_->fork_generation != g_fork_generation.load(std::memory_order_relaxed)) {
     state->broken = forked_error();
   }

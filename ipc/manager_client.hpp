@@ -114,7 +114,7 @@ class ManagerClient {
   // Nothing is applied when any change is refused.
   Status write(WriteBatch& batch);
 
-  // Calls sent without waiting for each reply, on a lane of their own; `depth` (1 to
+  // Calls sent without waiting for each reply, on a lane of their own; `depth` (clamped to 1 ..
   // kMaxPipelineDepth) is how many may be unanswered at once.
   CallPipeline pipeline(std::size_t depth = kDefaultPipelineDepth);
 
@@ -476,7 +476,9 @@ class WriteBatch {
 // a resent mutation from memory), and it may read. Replies come back in the order of the
 // calls. A resent read runs again, so it may see a write submitted after it.
 //
-// Who calls what: one thread at a time. It holds one lane of its client while it lives.
+// Who calls what: one thread at a time, while its ManagerClient lives (like a proxy). It holds
+// one lane of its client while it lives. In a child forked meanwhile, every call is an Error
+// (kForked) and dropping it only closes the child's copy of the socket.
 // Blocking ops (lock acquire, event wait, queue put/get) are refused: they would hold up
 // every call behind them; use the proxies.
 class CallPipeline {

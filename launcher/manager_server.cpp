@@ -461,6 +461,7 @@ class Server {
   bool warned_connections_ = false;
   std::size_t max_connections_ = kMaxConnections;  // lowered to fit the descriptor limit
   std::optional<SteadyClock::time_point> accept_resume_;  // accepting paused (out of fds) until
+  bool warned_fds_ = false;  // said so since the last connection accepted
   std::int64_t wall_now_ = wall_now_ns();  // per loop iteration: memo ages need no precision
   std::uint32_t spin_skip_ = 0;            // busy iterations left before spinning again
   std::uint32_t spin_misses_ = 0;          // spins in a row that found nothing
@@ -830,6 +831,7 @@ void Server::accept_all(SteadyClock::time_point now) {
       ::close(fd);
       continue;
     }
+    warned_fds_ = false;
     Connection& c = conns_[next_conn_];
     c.id = next_conn_++;
     c.fd = fd;
@@ -853,9 +855,12 @@ void Server::pause_accepting(SteadyClock::time_point now, int err) {
   ev.events = 0;
   ev.data.u64 = 0;
   if (::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, listen_fd_, &ev) != 0) return;  // keep trying then
-  log_line("cannot accept connections (" + errno_text(err) + ", " +
-           std::to_string(conns_.size()) + " open); trying again in " +
-           std::to_string(kAcceptPause.count()) + " ms");
+  if (!warned_fds_) {
+    log_line("cannot accept connections (" + errno_text(err) + ", " +
+             std::to_string(conns_.size()) + " open); trying again every " +
+             std::to_string(kAcceptPause.count()) + " ms until descriptors are free");
+    warned_fds_ = true;
+  }
   accept_resume_ = now + kAcceptPause;
 }
 
@@ -864,7 +869,11 @@ void Server::resume_accepting(SteadyClock::time_point now) {
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = 0;
-  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, listen_fd_, &ev) == 0) accept_resume_.reset();
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, listen_fd_, &ev) == 0) {
+    accept_resume_.reset();
+  } else {
+    accept_resume_ = now + kAcceptPause;
+  }
 }
 
 template <ipc::Transferable T>
@@ -1109,25 +1118,27 @@ void Server::handle_request(Connection& c, const ipc::Request& request) {
                std::to_string(request.acked) + ")");
     return;
   }
-  if (auto memos = state_.lanes.find(lane); memos != state_.lanes.end()) {
+  auto memos = state_.lanes.find(lane);
+  if (memos != state_.lanes.end()) {
     memos->second.forget_up_to(request.acked);
     if (const LaneMemo* memo = memos->second.find(request.seq)) {
       send_reply(c, memo->reply);  // a resend after a reconnect: already applied
       return;
     }
-    // A mutation the lane has already passed without applying cannot come from a client that
-    // sends in seq order: refuse it rather than apply it out of order. (A read may: it is one
-    // whose reply was lost, and runs again.)
-    if (mutating && !memos->second.recent.empty() && request.seq < memos->second.recent.back().seq) {
-      refuse(c, request.seq, ManagerError::kProtocol,
-             "request " + std::to_string(request.seq) + " is older than request " +
-                 std::to_string(memos->second.recent.back().seq) +
-                 " already applied on this lane");
-      return;
-    }
   }
+  // Before the order check: a resent request refused the first time gets the same reason.
   if (auto refusal = validate(request)) {
     refuse(c, request.seq, refusal->first, std::move(refusal->second));
+    return;
+  }
+  // A mutation the lane has already passed without applying cannot come from a client that
+  // sends in seq order: refuse it rather than apply it out of order. (A read may: it is one
+  // whose reply was lost, and runs again.)
+  if (mutating && memos != state_.lanes.end() && !memos->second.recent.empty() &&
+      request.seq < memos->second.recent.back().seq) {
+    refuse(c, request.seq, ManagerError::kProtocol,
+           "request " + std::to_string(request.seq) + " is older than request " +
+               std::to_string(memos->second.recent.back().seq) + " already applied on this lane");
     return;
   }
   reply_.seq = request.seq;

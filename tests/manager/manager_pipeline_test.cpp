@@ -2,6 +2,7 @@
 // call applied once also when the manager is killed with calls in flight, resends answered
 // from the lane's memos, and a connection that cannot make the server buffer without bound.
 #include <random>
+#include <thread>
 
 #include "tests/manager/manager_test_support.hpp"
 
@@ -113,6 +114,36 @@ TEST_F(PipelineTest, ABlockingOpIsRefusedAndThePipelineStaysUsable) {
   ASSERT_TRUE(replies.ok());
   ASSERT_EQ(replies->size(), 1u);
   EXPECT_EQ(replies->front().number, 1);
+}
+
+TEST_F(PipelineTest, AssigningOverAPipelineFinishesItsCalls) {
+  ManagerClient client = connect();
+  CallPipeline pipe = client.pipeline(8);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(pipe.counter_add("c").ok());
+  pipe = client.pipeline(8);
+  EXPECT_EQ(client.counter("c").get().value(), 5);
+  ASSERT_TRUE(pipe.counter_add("c").ok());
+  auto replies = pipe.flush();
+  ASSERT_TRUE(replies.ok());
+  EXPECT_EQ(replies->front().number, 6);
+}
+
+TEST_F(PipelineTest, APipelineUsedInAForkedChildIsRefused) {
+  ManagerClient client = connect();
+  CallPipeline pipe = client.pipeline(8);
+  ASSERT_TRUE(pipe.counter_add("c").ok());
+  const pid_t child = spawn_child([&] {
+    Status st = pipe.counter_add("c");
+    if (st.ok() || st.error().code != static_cast<int>(ManagerError::kForked)) return 3;
+    { CallPipeline dropped = std::move(pipe); }  // must not write to the parent's socket either
+    return 0;
+  });
+  EXPECT_EQ(wait_child(child), 0);
+  auto replies = pipe.flush();
+  ASSERT_TRUE(replies.ok()) << replies.error().what();
+  ASSERT_EQ(replies->size(), 1u);
+  EXPECT_EQ(replies->front().number, 1);
+  EXPECT_EQ(client.counter("c").get().value(), 1);
 }
 
 TEST_F(PipelineTest, DroppingAPipelineAppliesWhatWasSubmittedAndTheLaneGoesOnInStep) {
@@ -256,6 +287,38 @@ TEST_F(PipelineTest, ResentMutationsAreAnsweredFromMemoryAfterAManagerRestart) {
 
 // --- Limits --------------------------------------------------------------------------------
 
+// Requests behind a parked wait on `raw`, sent without blocking until the server has not taken
+// any for 2 s (or 64 MiB went). Returns the bytes sent; `at` is the offset in `chunk` where
+// sending stopped (the chunk holds whole frames).
+std::size_t flood_behind_a_parked_request(RawConnection& raw, const std::vector<std::byte>& chunk,
+                                          std::size_t& at) {
+  constexpr std::size_t kEnough = 64u << 20;  // far beyond any bound the server keeps
+  std::size_t sent = 0;
+  at = 0;
+  while (sent < kEnough) {
+    const ssize_t n = ::send(raw.fd(), chunk.data() + at, chunk.size() - at, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0) {
+      sent += static_cast<std::size_t>(n);
+      at = (at + static_cast<std::size_t>(n)) % chunk.size();
+      continue;
+    }
+    EXPECT_TRUE(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) << std::strerror(errno);
+    if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) break;
+    pollfd p{raw.fd(), POLLOUT, 0};
+    if (::poll(&p, 1, 2000) == 0) break;  // the server stopped reading
+  }
+  return sent;
+}
+
+std::vector<std::byte> counter_gets(std::size_t bytes, std::size_t& frames) {
+  std::vector<std::byte> chunk;
+  frames = 0;
+  for (std::uint64_t seq = 2; chunk.size() < bytes; ++seq, ++frames) {
+    append_frame(counter_request(seq, 1, OpCode::kCounterGet, "c"), chunk);
+  }
+  return chunk;
+}
+
 TEST_F(PipelineTest, AParkedConnectionThatKeepsSendingIsNotReadWithoutBound) {
   auto key = read_secret(manager_.secret());
   ASSERT_TRUE(key.ok());
@@ -264,29 +327,52 @@ TEST_F(PipelineTest, AParkedConnectionThatKeepsSendingIsNotReadWithoutBound) {
   Request wait = counter_request(1, 0, OpCode::kEventWait, "never");
   wait.ops.front().timeout_ms = 60000;
   ASSERT_TRUE(raw.send_message(wait));
-  // Requests behind the parked wait, sent without blocking until the server stops taking them.
-  std::vector<std::byte> chunk;
-  for (std::uint64_t seq = 2; chunk.size() < 256 * 1024; ++seq) {
-    append_frame(counter_request(seq, 1, OpCode::kCounterGet, "c"), chunk);
-  }
-  constexpr std::size_t kEnough = 64u << 20;  // far beyond any bound the server keeps
-  std::size_t sent = 0;
+  std::size_t frames = 0;
+  const std::vector<std::byte> chunk = counter_gets(256 * 1024, frames);
   std::size_t at = 0;
-  while (sent < kEnough) {
-    const ssize_t n = ::send(raw.fd(), chunk.data() + at, chunk.size() - at, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n > 0) {
-      sent += static_cast<std::size_t>(n);
-      at = (at + static_cast<std::size_t>(n)) % chunk.size();
-      continue;
-    }
-    ASSERT_TRUE(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) << std::strerror(errno);
-    pollfd p{raw.fd(), POLLOUT, 0};
-    if (::poll(&p, 1, 1000) == 0) break;  // the server stopped reading: what we want
-  }
+  const std::size_t sent = flood_behind_a_parked_request(raw, chunk, at);
+  EXPECT_GE(sent, kMaxFrameSize) << "the server should take one whole frame behind the parked one";
   EXPECT_LT(sent, 8u << 20) << "the server kept reading a parked connection's input";
   // Everyone else is served meanwhile.
   ManagerClient client = connect();
   EXPECT_EQ(client.counter("c").add(1).value(), 1);
+}
+
+TEST_F(PipelineTest, RequestsHeldBehindAParkedOneAreAllAnsweredOnceItEnds) {
+  auto key = read_secret(manager_.secret());
+  ASSERT_TRUE(key.ok());
+  RawConnection raw(manager_.socket());
+  ASSERT_TRUE(raw.authenticate(*key).has_value());
+  Request wait = counter_request(1, 0, OpCode::kEventWait, "never");
+  wait.ops.front().timeout_ms = 300;  // parks, then times out: the connection is read again
+  ASSERT_TRUE(raw.send_message(wait));
+  std::size_t per_chunk = 0;
+  const std::vector<std::byte> chunk = counter_gets(64 * 1024, per_chunk);
+  std::size_t at = 0;
+  std::size_t sent = flood_behind_a_parked_request(raw, chunk, at);
+  if (at != 0) sent += chunk.size() - at;  // the rest of the last chunk goes out below
+  const std::size_t expected = sent / chunk.size() * per_chunk;
+  // Replies are read on a thread while the rest of the last chunk goes out, so neither side
+  // waits on a full socket.
+  std::size_t replies = 0;
+  std::thread reader([&] {
+    auto first = raw.read<Reply>();
+    if (!first || first->seq != 1 || first->results.size() != 1 ||
+        first->results.front().status != OpStatus::kTimeout) {
+      return;
+    }
+    while (replies < expected) {
+      auto r = raw.read<Reply>();
+      if (!r || !r->error.empty() || r->results.size() != 1) return;
+      ++replies;
+    }
+  });
+  if (at != 0) {
+    EXPECT_TRUE(raw.send_bytes(chunk.data() + at, chunk.size() - at));
+  }
+  reader.join();
+  EXPECT_GT(expected, 0u);
+  EXPECT_EQ(replies, expected) << "requests held behind the parked one were lost";
 }
 
 TEST(ManagerLimits, ConnectionsAreCappedBelowTheOpenFilesLimit) {
