@@ -449,13 +449,7 @@ TEST(PipelineStress, PipelinedCallsApplyOnceAcrossManagerKills) {
     }));
   }
   const int reports = kChildren * kAdds / kReportEvery;
-  int seen = 0;
-  for (int kill = 0; kill < kKills; ++kill) {
-    const int wait_for = 1 + static_cast<int>(rng() % static_cast<std::uint64_t>(reports / (kKills + 2)));
-    for (int r = 0; r < wait_for && seen < reports; ++r, ++seen) ASSERT_EQ(progress.wait(), '!');
-    manager.kill9();
-    manager.start();
-  }
+  testing::kill_manager_during_progress(manager, progress, reports, kKills, rng);
   for (pid_t pid : children) EXPECT_EQ(wait_child(pid), 0) << "seed " << seed << "\n" << manager.log_text();
   auto client = manager.connect();
   ASSERT_TRUE(client.ok()) << client.error().what();

@@ -58,14 +58,7 @@ TEST(ManagerStress, RepeatedManagerKillsLoseAndDuplicateNoIncrement) {
     }));
   }
   const int reports = kChildren * kAdds / kReportEvery;
-  int seen = 0;
-  for (int kill = 0; kill < kKills; ++kill) {
-    // Let a seeded number of progress reports pass, then kill mid-stream.
-    const int wait_for = 1 + static_cast<int>(rng() % static_cast<std::uint64_t>(reports / (kKills + 2)));
-    for (int r = 0; r < wait_for && seen < reports; ++r, ++seen) ASSERT_EQ(progress.wait(), '!');
-    manager.kill9();
-    manager.start();
-  }
+  testing::kill_manager_during_progress(manager, progress, reports, kKills, rng);
   for (pid_t pid : children) EXPECT_EQ(wait_child(pid), 0) << manager.log_text();
   auto client = manager.connect();
   ASSERT_TRUE(client.ok()) << client.error().what();
@@ -117,13 +110,7 @@ TEST(ManagerStress, QueueItemsArriveExactlyOnceInOrderAcrossManagerKills) {
     return 0;
   });
   const int reports = kItems / kReportEvery;
-  int seen = 0;
-  for (int kill = 0; kill < kKills; ++kill) {
-    const int wait_for = 1 + static_cast<int>(rng() % static_cast<std::uint64_t>(reports / (kKills + 2)));
-    for (int r = 0; r < wait_for && seen < reports; ++r, ++seen) ASSERT_EQ(progress.wait(), '!');
-    manager.kill9();
-    manager.start();
-  }
+  testing::kill_manager_during_progress(manager, progress, reports, kKills, rng);
   EXPECT_EQ(wait_child(producer), 0) << manager.log_text();
   EXPECT_EQ(wait_child(consumer), 0) << manager.log_text();
   auto client = manager.connect();

@@ -23,6 +23,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <random>
 #include <iostream>
 #include <sstream>
 #include <string>
@@ -245,6 +246,20 @@ class Signal {
 };
 
 // A connection that speaks the protocol by hand.
+// Kills and restarts `manager` `kills` times while children send `reports` progress reports in
+// all on `progress`: before each kill a seeded number of reports passes, so kills land mid-stream.
+inline void kill_manager_during_progress(ManagerProcess& manager, const Signal& progress,
+                                         int reports, int kills, std::mt19937_64& rng) {
+  int seen = 0;
+  for (int kill = 0; kill < kills; ++kill) {
+    const int wait_for =
+        1 + static_cast<int>(rng() % static_cast<std::uint64_t>(reports / (kills + 2)));
+    for (int r = 0; r < wait_for && seen < reports; ++r, ++seen) ASSERT_EQ(progress.wait(), '!');
+    manager.kill9();
+    manager.start();
+  }
+}
+
 class RawConnection {
  public:
   explicit RawConnection(const fs::path& socket) {
