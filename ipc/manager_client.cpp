@@ -824,6 +824,13 @@ Result<std::vector<OpReply>> CallPipeline::flush() {
 
 std::size_t CallPipeline::pending() const { return state_->replies.size() + state_->sizes.size(); }
 
+std::vector<OpReply> CallPipeline::take_answered() {
+  assert(state_ && "CallPipeline used after being moved from");
+  std::vector<OpReply> out;
+  if (state_->broken) out.swap(state_->replies);
+  return out;
+}
+
 CallPipeline ManagerClient::pipeline(std::size_t depth) {
   assert(impl_ && "ManagerClient used after being moved from");
   auto state = std::make_unique<CallPipeline::State>();

@@ -520,6 +520,10 @@ class CallPipeline {
   Result<std::vector<OpReply>> flush();
   // Calls submitted whose replies flush() has not returned yet.
   [[nodiscard]] std::size_t pending() const;
+  // After a failure: the replies that had arrived before it, in order, for the first calls
+  // since the last flush (those were applied; whether the calls after them were is unknown).
+  // Empty otherwise. Forgets them.
+  std::vector<OpReply> take_answered();
 
   // The value in the reply to a dict_get (or any read of one value): nullopt when absent.
   template <Transferable V>

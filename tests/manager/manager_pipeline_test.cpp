@@ -188,6 +188,25 @@ TEST_F(PipelineTest, APipelineToAManagerThatStaysDownFailsClearlyAndStaysFailed)
   EXPECT_NE(st.error().what().find(manager_.socket().string()), std::string::npos);
   EXPECT_FALSE(pipe.counter_add("c").ok());
   EXPECT_FALSE(pipe.flush().ok());
+  EXPECT_TRUE(pipe.take_answered().empty()) << "no call was answered";
+}
+
+TEST_F(PipelineTest, AfterAFailureTheRepliesReceivedBeforeItCanBeTaken) {
+  ManagerClient client = connect();
+  client.set_call_timeout(200ms);
+  CallPipeline pipe = client.pipeline(4);
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE(pipe.counter_add("c").ok());  // 2 answered, 4 queued
+  EXPECT_TRUE(pipe.take_answered().empty()) << "nothing has failed yet";
+  manager_.kill9();
+  Status st = ok_status();
+  for (int i = 0; i < 4 && st.ok(); ++i) st = pipe.counter_add("c");
+  ASSERT_FALSE(st.ok());
+  const std::vector<OpReply> answered = pipe.take_answered();
+  ASSERT_GE(answered.size(), 2u);
+  for (std::size_t i = 0; i < answered.size(); ++i) {
+    EXPECT_EQ(answered[i].number, static_cast<std::int64_t>(i + 1));
+  }
+  EXPECT_TRUE(pipe.take_answered().empty());
 }
 
 // --- The server side of resends ------------------------------------------------------------
